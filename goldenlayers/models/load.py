@@ -1,0 +1,154 @@
+"""``load_model``: a preset name, a Hugging Face id or a local folder -> a ``ModelHandle``.
+
+GGUF presets are dequantized once and cached as safetensors (a second load takes well under a
+second). The cache is written under a temporary name and renamed into place, so a crash or a full
+disk never leaves a half-written model that a later load would trust.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+
+from goldenlayers.errors import GoldenLayersError
+from goldenlayers.models.adapters import adapter_for
+from goldenlayers.models.handle import ModelHandle
+from goldenlayers.models.presets import PRESETS, Preset, tiny_config
+
+log = logging.getLogger(__name__)
+
+TINY_SEED = 0
+TOKENIZER_OF_TINY_MODELS = "smollm2-135m"
+
+
+class ModelLoadError(GoldenLayersError):
+    pass
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("GOLDENLAYERS_CACHE", Path.home() / ".cache" / "goldenlayers"))
+
+
+def resolve_dtype(dtype: torch.dtype | str) -> torch.dtype:
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    try:
+        resolved = getattr(torch, dtype)
+    except AttributeError:
+        resolved = None
+    if not isinstance(resolved, torch.dtype):
+        raise GoldenLayersError(f"unknown dtype {dtype!r}; use float32, bfloat16 or float16")
+    return resolved
+
+
+def load_model(name_or_path: str, device: str | torch.device = "cpu",
+               dtype: torch.dtype | str = torch.float32) -> ModelHandle:
+    """Load a preset (see ``PRESETS``), a local folder, or a Hugging Face id, in eval mode."""
+    dtype = resolve_dtype(dtype)
+    preset = PRESETS.get(name_or_path)
+    if preset is not None and preset.kind == "gguf-package":
+        folder, source = _cached_gguf_folder(preset), preset.origin
+    elif preset is not None and preset.kind == "tiny":
+        return _tiny_model(preset, device, dtype)
+    elif preset is not None:
+        folder, source = preset.hub_id, preset.origin
+    else:
+        folder, source = name_or_path, f"{name_or_path}"
+    model, tokenizer = _from_pretrained(str(folder), dtype, name_or_path)
+    return _handle(model.to(device), tokenizer, name_or_path, source)
+
+
+def _handle(model, tokenizer, name: str, source: str) -> ModelHandle:
+    model.eval()
+    model.requires_grad_(False)  # editors and locators switch on gradients where they need them
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    handle = ModelHandle(model=model, tokenizer=tokenizer, adapter=adapter_for(model), name=name,
+                         source=source)
+    handle.fingerprint  # noqa: B018 - fixed now, before any edit can change the weights
+    return handle
+
+
+def _from_pretrained(folder: str, dtype: torch.dtype, name: str):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    local = Path(folder).is_dir()
+    if not local and "/" not in folder and folder not in {p.hub_id for p in PRESETS.values()}:
+        presets = ", ".join(PRESETS)
+        raise ModelLoadError(
+            f"{name!r} is neither a preset ({presets}), a local folder, nor a Hugging Face id "
+            f"of the form owner/name"
+        )
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(folder)
+        model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype)
+    except OSError as error:
+        where = "the local folder" if local else "the Hugging Face hub or its local cache"
+        raise ModelLoadError(f"could not load {name!r} from {where}: {error}") from error
+    return model, tokenizer
+
+
+# --- GGUF presets ---------------------------------------------------------------------------------
+
+
+def _cached_gguf_folder(preset: Preset) -> Path:
+    folder = cache_dir() / "models" / preset.name
+    if (folder / "config.json").exists():
+        return folder
+    gguf_path = preset.gguf()
+    log.info("converting %s from %s (once; cached in %s)", preset.name, gguf_path, folder)
+    model, tokenizer = _from_gguf(gguf_path)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{preset.name}-", dir=folder.parent))
+    try:
+        model.save_pretrained(staging)
+        tokenizer.save_pretrained(staging)
+        os.replace(staging, folder)
+    except OSError:
+        if not (folder / "config.json").exists():
+            raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)  # only there if the rename did not happen
+    return folder
+
+
+def _from_gguf(gguf_path: Path):
+    """Dequantized model and tokenizer, rebuilt without the quantization marker so it can be saved."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    kwargs = dict(gguf_file=gguf_path.name)
+    tokenizer = AutoTokenizer.from_pretrained(gguf_path.parent, **kwargs)
+    loaded = AutoModelForCausalLM.from_pretrained(gguf_path.parent, dtype=torch.float32, **kwargs)
+    config = loaded.config
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    model.load_state_dict(loaded.state_dict())
+    return model, tokenizer
+
+
+# --- tiny random presets --------------------------------------------------------------------------
+
+
+def tiny_tokenizer():
+    """The tokenizer tiny models share (SmolLM2's), from the converted preset's cache."""
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(_cached_gguf_folder(PRESETS[TOKENIZER_OF_TINY_MODELS]))
+
+
+def _tiny_model(preset: Preset, device, dtype: torch.dtype) -> ModelHandle:
+    from transformers import AutoModelForCausalLM
+
+    tokenizer = tiny_tokenizer()
+    config = tiny_config(preset.tiny_architecture, len(tokenizer), tokenizer.pad_token_id,
+                         tokenizer.eos_token_id)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(TINY_SEED)
+        model = AutoModelForCausalLM.from_config(config, dtype=dtype)
+    return _handle(model.to(device), tokenizer, preset.name, preset.origin)

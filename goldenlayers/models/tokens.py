@@ -1,0 +1,123 @@
+"""Turning prompts and targets into padded token batches, and the positions a loss needs.
+
+Every teacher-forced computation (ROME's value loss, LGA's gradients, the accuracy metrics) uses
+``teacher_forced_batch``: prompt + target in one sequence, with ``predicts_target`` marking the
+positions whose next-token logits predict a target token. Only those positions go through the
+vocabulary head, which on small models costs more than the whole transformer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass
+class TokenBatch:
+    input_ids: torch.Tensor  # (B, T)
+    attention_mask: torch.Tensor  # (B, T), 1 for real tokens
+    position_ids: torch.Tensor  # (B, T), counted over real tokens only, so padding side is moot
+    labels: torch.Tensor  # (B, T): next token id where it is a target token, else -100
+    subject_last: torch.Tensor  # (B,): position of the subject's last token, -1 when not given
+    prompt_last: torch.Tensor  # (B,): position of the prompt's last token
+
+    @property
+    def predicts_target(self) -> torch.Tensor:  # (B, T) bool
+        return self.labels != -100
+
+    def to(self, device: torch.device | str) -> TokenBatch:
+        return TokenBatch(*(t.to(device) for t in (
+            self.input_ids, self.attention_mask, self.position_ids, self.labels,
+            self.subject_last, self.prompt_last)))
+
+
+def target_text(target: str) -> str:
+    """Targets follow the prompt after one space, as in ROME and EasyEdit."""
+    return target if target.startswith(" ") else " " + target
+
+
+def encode_prompt_target(tokenizer, prompt: str, target: str) -> tuple[list[int], list[int]]:
+    """Token ids of the prompt (with any BOS the tokenizer adds) and of the target after it.
+
+    Tokenizing the concatenation keeps the target's tokens exactly as the model would see them in
+    running text; where the prompt's tokens are not a prefix of the whole (rare merges across the
+    boundary), the target is tokenized on its own.
+    """
+    prompt_ids = tokenizer(prompt)["input_ids"]
+    full_ids = tokenizer(prompt + target_text(target))["input_ids"]
+    if full_ids[: len(prompt_ids)] == prompt_ids and len(full_ids) > len(prompt_ids):
+        return prompt_ids, full_ids[len(prompt_ids):]
+    return prompt_ids, tokenizer(target_text(target), add_special_tokens=False)["input_ids"]
+
+
+def subject_last_token(tokenizer, prompt: str, subject: str) -> int:
+    """Index, in the tokenized prompt, of the last token of the subject's first occurrence."""
+    start = prompt.find(subject)
+    if start < 0:
+        start = prompt.lower().find(subject.lower())
+    if start < 0:
+        raise ValueError(f"subject {subject!r} does not occur in prompt {prompt!r}")
+    return len(tokenizer(prompt[: start + len(subject)].rstrip())["input_ids"]) - 1
+
+
+def teacher_forced_batch(
+    tokenizer,
+    prompts: Sequence[str],
+    targets: Sequence[str] | None = None,
+    *,
+    subjects: Sequence[str] | None = None,
+    padding_side: str = "right",
+) -> TokenBatch:
+    """Pad prompt (+ target) sequences into one batch. Without targets, labels are all -100."""
+    if targets is not None and len(targets) != len(prompts):
+        raise ValueError(f"{len(prompts)} prompts but {len(targets)} targets")
+    rows, labels, prompt_lengths = [], [], []
+    for i, prompt in enumerate(prompts):
+        if targets is None:
+            prompt_ids, target_ids = tokenizer(prompt)["input_ids"], []
+        else:
+            prompt_ids, target_ids = encode_prompt_target(tokenizer, prompt, targets[i])
+        ids = prompt_ids + target_ids
+        # Position p predicts token p + 1: the last prompt position predicts the first target token,
+        # and the last target token itself predicts nothing we score.
+        row_labels = [-100] * len(ids)
+        for j, token in enumerate(target_ids):
+            row_labels[len(prompt_ids) - 1 + j] = token
+        rows.append(ids)
+        labels.append(row_labels)
+        prompt_lengths.append(len(prompt_ids))
+    subject_last = [
+        subject_last_token(tokenizer, p, s) for p, s in zip(prompts, subjects)
+    ] if subjects is not None else [-1] * len(prompts)
+    return _pad(tokenizer, rows, labels, prompt_lengths, subject_last, padding_side)
+
+
+def _pad(tokenizer, rows, labels, prompt_lengths, subject_last, padding_side) -> TokenBatch:
+    if padding_side not in ("left", "right"):
+        raise ValueError(f"padding_side must be 'left' or 'right', not {padding_side!r}")
+    width = max(len(r) for r in rows)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    batch = len(rows)
+    input_ids = torch.full((batch, width), pad_id, dtype=torch.long)
+    attention_mask = torch.zeros((batch, width), dtype=torch.long)
+    label_tensor = torch.full((batch, width), -100, dtype=torch.long)
+    offsets = []
+    for i, (ids, row_labels) in enumerate(zip(rows, labels)):
+        offset = width - len(ids) if padding_side == "left" else 0
+        offsets.append(offset)
+        input_ids[i, offset: offset + len(ids)] = torch.tensor(ids)
+        attention_mask[i, offset: offset + len(ids)] = 1
+        label_tensor[i, offset: offset + len(ids)] = torch.tensor(row_labels)
+    position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)
+    offsets_t = torch.tensor(offsets)
+    subject = torch.tensor(subject_last)
+    return TokenBatch(
+        input_ids=input_ids,
+        attention_mask=attention_mask,
+        position_ids=position_ids,
+        labels=label_tensor,
+        subject_last=torch.where(subject >= 0, subject + offsets_t, subject),
+        prompt_last=torch.tensor(prompt_lengths) - 1 + offsets_t,
+    )
