@@ -147,3 +147,10 @@ def test_interrupted_cache_write_is_never_used(tmp_path, monkeypatch):
         load_module._cached_gguf_folder(preset)
     assert not (tmp_path / "models" / "smollm2-135m").exists()
     assert list((tmp_path / "models").iterdir()) == []
+
+
+@pytest.mark.slow
+def test_gemma3_loads_from_its_package_and_knows_paris():
+    handle = load_model("gemma3-270m")
+    assert handle.num_layers == 18 and handle.adapter.name == "gemma"
+    assert "Paris" in greedy_continuations(handle, ["The Eiffel Tower is located in the city of"])[0]
