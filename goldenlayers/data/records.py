@@ -9,11 +9,16 @@ from goldenlayers.errors import InputError
 
 @dataclass(frozen=True)
 class PromptAnswer:
-    """A prompt and its expected answer; ``aliases`` holds every accepted answer, first = ``answer``."""
+    """A prompt and its expected answer; ``aliases`` holds every accepted answer, first = ``answer``.
+
+    ``kind`` is the data set's own label for the pair where it has one (KnowEdit's
+    "Relation_Specificity", "Forgetfulness", "Reasoning", "Subject_Aliasing", ...), else "".
+    """
 
     prompt: str
     answer: str
     aliases: tuple[str, ...] = ()
+    kind: str = ""
 
     def all_answers(self) -> tuple[str, ...]:
         return self.aliases or (self.answer,)
@@ -50,9 +55,14 @@ class EditRequest:
 
     def subject_span(self) -> tuple[int, int] | None:
         """Character span of the subject in the prompt (first occurrence; case-insensitive fallback)."""
-        start = self.prompt.find(self.subject)
-        if start < 0:
-            start = self.prompt.lower().find(self.subject.lower())
-        if start < 0:
-            return None
-        return start, start + len(self.subject)
+        return find_subject(self.prompt, self.subject)
+
+
+def find_subject(prompt: str, subject: str) -> tuple[int, int] | None:
+    """Character span of ``subject`` in ``prompt``: exact first, then case-insensitive; None if absent."""
+    start = prompt.find(subject)
+    if start < 0:
+        start = prompt.lower().find(subject.lower())
+    if start < 0:
+        return None
+    return start, start + len(subject)
