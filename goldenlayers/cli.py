@@ -36,6 +36,30 @@ def models() -> None:
     console.print(table)
 
 
+@app.command()
+def datasets(
+    paths: list[str] = typer.Argument(None, help="Benchmark files to read too (JSON, JSON Lines)."),
+    format: str = typer.Option(None, "--format",
+                               help="Force the format of PATHS (e.g. zsre-mend, wikicounterfact)."),
+    skip_invalid: bool = typer.Option(False, "--skip-invalid",
+                                      help="Skip invalid records of PATHS and say how many."),
+) -> None:
+    """List the bundled data sets (and any PATHS): records, format, metrics supported, source."""
+    from goldenlayers.data import BUNDLED, load_dataset
+
+    loaded = [load_dataset(name) for name in BUNDLED]
+    loaded += [load_dataset(path, format=format, skip_invalid=skip_invalid) for path in paths or ()]
+    table = Table(title="Data sets (a path reads a full file: goldenlayers datasets FILE)")
+    for column in ("name", "records", "format"):
+        table.add_column(column, no_wrap=True)
+    table.add_column("metrics", no_wrap=True)
+    table.add_column("source", overflow="fold")
+    for data in loaded:
+        records = f"{len(data):,}" + (f" ({data.skipped} skipped)" if data.skipped else "")
+        table.add_row(data.name, records, data.format, "\n".join(data.metrics), data.origin)
+    console.print(table)
+
+
 def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:

@@ -37,6 +37,7 @@ class Dataset:
     always; rephrase, locality and portability where at least one request has those prompts).
     ``skipped`` / ``skip_reasons``: invalid records left out under ``skip_invalid=True``.
     ``notes``: counts of things the file lacks that were left out (e.g. locality pairs without an answer).
+    ``origin``: where the records come from, in words.
     """
 
     name: str
@@ -47,6 +48,7 @@ class Dataset:
     skipped: int = 0
     skip_reasons: tuple[str, ...] = ()
     notes: dict[str, int] = field(default_factory=dict)
+    origin: str = ""
 
     def __len__(self) -> int:
         return len(self.requests)
@@ -75,17 +77,20 @@ def load_dataset(name_or_path: str | Path, *, format: str | None = None, limit: 
     if key in BUNDLED and not Path(key).exists():
         entry = bundled_manifest()["samples"][key]
         path, name, ids = samples_dir() / f"{key}.json", key, [str(i) for i in entry["indices"]]
+        origin = f"sample of {Path(entry['source']).name} ({entry['source_records']:,})"
     else:
         path = Path(name_or_path).expanduser()
         if not path.is_file():
             raise InputError(f"no such file, and not a bundled data set ({', '.join(BUNDLED)})",
                              source=str(path))
-        name, ids = path.stem, None
+        name, ids, origin = path.stem, None, str(path)
     records = read_records(path)
     if limit is not None:
         records = records[:limit]
     fmt = resolve_format(format, records, path)
-    return parse_records(records, fmt, name=name, path=path, ids=ids, skip_invalid=skip_invalid)
+    dataset = parse_records(records, fmt, name=name, path=path, ids=ids, skip_invalid=skip_invalid)
+    dataset.origin = origin
+    return dataset
 
 
 def read_records(path: Path) -> list[Any]:
@@ -164,7 +169,7 @@ def parse_records(records: list[Any], fmt: str, *, name: str, path: Path | None,
             if not skip_invalid:
                 raise problem from error
             reasons.append(str(problem))
-            log.warning("skipped %s", problem)
+            log.info("skipped %s", problem)
     if reasons:
         log.warning("%s: skipped %d invalid record(s) of %d", source, len(reasons), len(records))
     for what, count in notes.items():
