@@ -20,7 +20,8 @@ DETOKENIZE = (
     (re.compile(r" @(.)@ "), r"\1"),                 # 1 @,@ 000 -> 1,000; well @-@ known -> well-known
     (re.compile(r" ([.,;:!?%)\]}])"), r"\1"),        # word , -> word,
     (re.compile(r"([(\[{$]) "), r"\1"),              # ( word -> (word
-    (re.compile(r" (n't|'s|'re|'ve|'m|'ll|'d)\b"), r"\1"),
+    (re.compile(r"n 't\b"), "n't"),                   # don 't -> don't
+    (re.compile(r" ('s|'re|'ve|'m|'ll|'d)\b"), r"\1"),
 )
 
 

@@ -143,6 +143,8 @@ def resolve_format(format: str | None, records: list[Any], path: Path) -> str:
             raise InputError(f"unknown format {format!r}; known: {', '.join(FORMATS)}",
                              source=str(path), field="format")
         return name
+    if not records:
+        raise InputError("no records to tell the format from; pass format=", source=str(path))
     votes = Counter(format_of(record) for record in records[:50])
     votes.pop(None, None)
     if not votes:
