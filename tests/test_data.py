@@ -255,6 +255,12 @@ def test_knowedit_nested_field_errors_name_the_path(tmp_path):
         load_dataset(write_json(tmp_path, [record]))
 
 
+def test_alias_lists_must_hold_strings(tmp_path):
+    record = {"subject": "X", "prompt": "X lives in", "target_new": "Y", "ground_truth": [["Z", 3]]}
+    with pytest.raises(InputError, match=r"record 0, field 'ground_truth': answers must be strings"):
+        load_dataset(write_json(tmp_path, [record]))
+
+
 def test_rome_prompt_without_placeholder(tmp_path):
     record = {"case_id": 1, "requested_rewrite": {"prompt": "Paris is in", "subject": "Paris",
                                                   "target_new": {"str": "Italy"},

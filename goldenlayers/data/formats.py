@@ -64,12 +64,11 @@ def answers(value: Any, where: str) -> tuple[str, ...]:
         raise RecordError(where, f"must be a string or a list of strings, got {type(value).__name__}")
     flat: list[str] = []
     for item in items:
-        for alias in ([item] if isinstance(item, str) else item if isinstance(item, list) else [None]):
-            if not isinstance(alias, str):
-                raise RecordError(where, f"answers must be strings, got {alias!r}")
-            if alias.strip() and alias not in flat:
-                flat.append(alias)
-    return tuple(flat)
+        group = [item] if isinstance(item, str) else item  # one answer, or one answer's aliases
+        if not isinstance(group, list) or not all(isinstance(alias, str) for alias in group):
+            raise RecordError(where, f"answers must be strings or lists of strings, got {item!r}")
+        flat += [alias for alias in group if alias.strip() and alias not in flat]
+    return tuple(dict.fromkeys(flat))
 
 
 def prompt_answer(prompt: str, value: Any, where: str, kind: str = "") -> PromptAnswer | None:
