@@ -1,0 +1,60 @@
+"""``write_report(run_dir)``: a finished study's tables and figures as Markdown and one HTML page.
+
+Writes ``report.md`` (with ``figures/*.png`` beside it) and ``report.html`` (self-contained) in the
+run directory. Needs only the results store, not the model.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from goldenlayers.report import figures as figs
+from goldenlayers.report.render import html_page, markdown
+from goldenlayers.report.tables import Table, all_tables
+from goldenlayers.study.analysis import StudyResults, load_results
+
+__all__ = ["ReportFiles", "Table", "write_report"]
+
+
+@dataclass(frozen=True)
+class ReportFiles:
+    markdown: Path
+    html: Path
+    figures: tuple[Path, ...]
+    tables: tuple[Table, ...]
+    results: StudyResults
+
+
+def slug(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_") or "dataset"
+
+
+def captions(results: StudyResults) -> dict[str, str]:
+    """Figure file name -> caption."""
+    named = {"heatmap.png": "Test rewrite accuracy per layer and data set (Figure 2)",
+             "runtime.png": "Layer search wall time (Figure 4)"}
+    for dataset in results.datasets:
+        named[f"layers_{slug(dataset)}.png"] = f"Per-layer scores on {dataset}: brute force, LGA, CMA"
+    return named
+
+
+def write_report(run_dir: str | Path, out_dir: str | Path | None = None) -> ReportFiles:
+    """Build the report of the study in ``run_dir``; files go to ``out_dir`` (default: ``run_dir``)."""
+    results = load_results(run_dir)
+    out = Path(out_dir) if out_dir is not None else Path(run_dir)
+    (out / "figures").mkdir(parents=True, exist_ok=True)
+    tables = all_tables(results)
+    images = {"heatmap.png": figs.heatmap(results), "runtime.png": figs.runtimes(results)}
+    for dataset in results.datasets:
+        images[f"layers_{slug(dataset)}.png"] = figs.layer_scores(results, dataset)
+    paths = []
+    for name, data in images.items():
+        paths.append(out / "figures" / name)
+        paths[-1].write_bytes(data)
+    named = captions(results)
+    md_path, html_path = out / "report.md", out / "report.html"
+    md_path.write_text(markdown(results, tables, {named[n]: f"figures/{n}" for n in images}))
+    html_path.write_text(html_page(results, tables, {named[n]: data for n, data in images.items()}))
+    return ReportFiles(md_path, html_path, tuple(paths), tuple(tables), results)

@@ -1,0 +1,93 @@
+"""The report's figures as PNG bytes (matplotlib, Agg backend: no display needed)."""
+
+from __future__ import annotations
+
+import io
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from matplotlib.patches import Rectangle  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
+
+from goldenlayers.study.analysis import StudyResults  # noqa: E402
+from goldenlayers.study.grids import PRIMARY  # noqa: E402
+
+
+def png(figure) -> bytes:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=120, bbox_inches="tight")
+    plt.close(figure)
+    return buffer.getvalue()
+
+
+def heatmap(results: StudyResults) -> bytes:
+    """Test rewrite accuracy per layer and data set (the study's layers); stars: test-optimal
+    layers; yellow band: the proxy-union golden layer; boxes: each data set's proxy golden layer."""
+    layers = list(results.settings["resolved_layers"])
+    values = np.array([[results.test[d].score_at(PRIMARY, l) for l in layers] for d in results.datasets])
+    figure, axis = plt.subplots(figsize=(max(6, 0.45 * len(layers) + 2), 0.6 * len(results.datasets) + 1.6))
+    image = axis.imshow(values, aspect="auto", cmap="Blues", vmin=0, vmax=max(1e-9, values.max()))
+    figure.colorbar(image, ax=axis, label="test rewrite accuracy")
+    if results.union_layer in layers:
+        column = layers.index(results.union_layer)
+        axis.axvspan(column - 0.5, column + 0.5, facecolor="gold", alpha=0.45, edgecolor="darkorange",
+                     linewidth=2, zorder=2)
+    for row, dataset in enumerate(results.datasets):
+        for layer in results.test[dataset].optimal_layers(PRIMARY):
+            if layer in layers:
+                axis.plot(layers.index(layer), row, marker="*", color="red", markersize=12, zorder=4)
+        proxy_layer = results.proxy[dataset].golden_layer(PRIMARY)
+        if proxy_layer in layers:
+            axis.add_patch(Rectangle((layers.index(proxy_layer) - 0.5, row - 0.5), 1, 1, fill=False,
+                                     edgecolor="black", linewidth=2, zorder=3))
+    axis.set_xticks(range(len(layers)), [str(l) for l in layers])
+    axis.set_yticks(range(len(results.datasets)), list(results.datasets))
+    axis.set_xlabel("layer")
+    axis.set_title("Test rewrite accuracy: ★ test-optimal, band = proxy-union golden, box = proxy golden",
+                   fontsize=9)
+    return png(figure)
+
+
+def layer_scores(results: StudyResults, dataset: str) -> bytes:
+    """Brute-force accuracy per layer beside LGA's and CMA's per-layer scores for one data set."""
+    figure, axes = plt.subplots(3, 1, figsize=(7, 6.5), sharex=True)
+    for split, grid in (("test", results.test[dataset]), ("proxy", results.proxy[dataset])):
+        axes[0].plot(grid.layers, grid.layer_means(PRIMARY), marker="o", label=f"{split} set")
+    axes[0].set_ylabel("BF rewrite acc.")
+    axes[0].legend(fontsize=8)
+    for axis, method, label in ((axes[1], "lga", "LGA score S(l)"), (axes[2], "cma", "CMA indirect effect")):
+        record = results.locators[(dataset, method)]
+        layers = np.arange(len(record.scores))
+        axis.plot(layers, record.scores, marker="o", color="tab:green" if method == "lga" else "tab:purple")
+        if record.excluded:
+            axis.scatter(record.excluded, [record.scores[l] for l in record.excluded], marker="x",
+                         color="red", zorder=3, label="excluded by the fences")
+            axis.legend(fontsize=8)
+        axis.set_ylabel(label)
+        for other in axes:
+            other.axvline(record.golden_layer, linestyle="--", linewidth=1,
+                          color="tab:green" if method == "lga" else "tab:purple")
+    axes[2].set_xlabel("layer (dashed: LGA green, CMA purple)")
+    axes[2].xaxis.set_major_locator(MaxNLocator(integer=True))
+    axes[0].set_title(f"{dataset}: per-layer scores", fontsize=10)
+    return png(figure)
+
+
+def runtimes(results: StudyResults) -> bytes:
+    """Wall time of LGA, CMA and brute force (all layers) on each proxy set, log scale."""
+    figure, axis = plt.subplots(figsize=(max(5, 1.8 * len(results.runtimes) + 2), 3.5))
+    width, x = 0.27, np.arange(len(results.runtimes))
+    bars = (("LGA", [r.lga_seconds for r in results.runtimes]),
+            ("CMA", [r.cma_seconds for r in results.runtimes]),
+            ("brute force (all layers)", [r.bf_all_layers_seconds for r in results.runtimes]))
+    for i, (label, seconds) in enumerate(bars):
+        axis.bar(x + (i - 1) * width, seconds, width, label=label)
+    axis.set_xticks(x, [r.dataset for r in results.runtimes])
+    axis.set_yscale("log")
+    axis.set_ylabel("seconds")
+    axis.legend(fontsize=8)
+    axis.set_title("Layer search wall time on the proxy set", fontsize=10)
+    return png(figure)

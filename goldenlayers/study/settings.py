@@ -1,0 +1,115 @@
+"""The settings of a study: what it runs on and how big it is. Validated on construction.
+
+Everything here that changes a result is stored in the run directory; the executor, the device and
+the number of workers are not (they change how fast, not what).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+
+from goldenlayers.errors import GoldenLayersError
+from goldenlayers.evaluate.metrics import METRICS
+
+LOCATORS = ("lga", "cma")
+
+
+@dataclass(frozen=True)
+class StudySettings:
+    """``layers``: "all", "all:2" (every 2nd layer), "4,8,12", "0-11", "0-29:3", or a mix.
+
+    ``test_size`` and ``proxy_size`` cap the test and proxy requests taken per data set from a
+    seeded ``proxy_fraction`` split (None: all of them).
+    """
+
+    model: str
+    datasets: tuple[str, ...]
+    editor: str = "r-rome"
+    proxy_fraction: float = 0.1
+    test_size: int | None = 8
+    proxy_size: int | None = 4
+    seed: int = 0
+    layers: str = "all"
+    dtype: str = "float32"
+    metrics: tuple[str, ...] | None = None  # None: every metric each data set supports
+    editor_overrides: dict[str, object] = field(default_factory=dict)
+    lga_settings: dict[str, object] = field(default_factory=dict)
+    cma_settings: dict[str, object] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.datasets, str):
+            object.__setattr__(self, "datasets", tuple(split_names(self.datasets)))
+        if isinstance(self.metrics, str):
+            object.__setattr__(self, "metrics", tuple(split_names(self.metrics)))
+        if self.metrics is not None:
+            unknown = [name for name in self.metrics if name not in METRICS]
+            if unknown:
+                raise GoldenLayersError(f"unknown metric {unknown[0]!r}; known: {', '.join(METRICS)}")
+        if not self.datasets:
+            raise GoldenLayersError("a study needs at least one data set (--data)")
+        if len(set(self.datasets)) != len(self.datasets):
+            raise GoldenLayersError(f"data sets named twice in {','.join(self.datasets)}")
+        if not 0.0 < self.proxy_fraction < 1.0:
+            raise GoldenLayersError(f"proxy_fraction must be in (0, 1), got {self.proxy_fraction}")
+        for name in ("test_size", "proxy_size"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise GoldenLayersError(f"{name} must be at least 1 (or None for all), got {value}")
+        parse_layers(self.layers, None)  # syntax check now; bounds once the model is known
+
+    @classmethod
+    def from_dict(cls, values: dict[str, object]) -> StudySettings:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise GoldenLayersError(f"unknown study setting {unknown[0]!r}; known: {sorted(known)}")
+        return cls(**values)
+
+    def stored(self, num_layers: int, model_fingerprint: str) -> dict[str, object]:
+        """What the run directory remembers: these settings plus the resolved layers and model."""
+        record = asdict(self)
+        record.update(datasets=list(self.datasets),
+                      metrics=None if self.metrics is None else list(self.metrics),
+                      resolved_layers=self.resolve_layers(num_layers),
+                      num_layers=num_layers, model_fingerprint=model_fingerprint)
+        return record
+
+    def resolve_layers(self, num_layers: int) -> list[int]:
+        return parse_layers(self.layers, num_layers)
+
+
+def split_names(text: str) -> list[str]:
+    return [name.strip() for name in text.split(",") if name.strip()]
+
+
+def parse_layers(spec: str, num_layers: int | None) -> list[int]:
+    """Layer indices named by ``spec`` (sorted, unique); bounds checked when ``num_layers`` given."""
+    chosen: set[int] = set()
+    for item in split_names(spec):
+        chosen.update(_parse_item(item, spec, num_layers))
+    if not chosen and num_layers is not None:
+        raise GoldenLayersError(f"--layers {spec!r} names no layer")
+    if num_layers is not None:
+        outside = sorted(layer for layer in chosen if not 0 <= layer < num_layers)
+        if outside:
+            raise GoldenLayersError(
+                f"--layers {spec!r} names layer {outside[0]}, but the model has layers 0-{num_layers - 1}")
+    return sorted(chosen)
+
+
+def _parse_item(item: str, spec: str, num_layers: int | None) -> range:
+    span, _, step_text = item.partition(":")
+    try:
+        step = int(step_text) if step_text else 1
+        if span == "all":
+            start, stop = 0, (num_layers - 1 if num_layers is not None else 0)
+        elif "-" in span:
+            start, stop = (int(part) for part in span.split("-", 1))
+        else:
+            start = stop = int(span)
+    except ValueError:
+        raise GoldenLayersError(
+            f"--layers {spec!r}: cannot read {item!r}; use all, all:2, 4,8,12, 0-11 or 0-29:3") from None
+    if step < 1 or stop < start:
+        raise GoldenLayersError(f"--layers {spec!r}: {item!r} is an empty range")
+    return range(start, stop + 1, step)
