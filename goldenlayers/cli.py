@@ -60,6 +60,63 @@ def datasets(
     console.print(table)
 
 
+@app.command()
+def study(
+    out: str = typer.Option(..., "--out", help="Run directory: results store, then the report."),
+    model: str = typer.Option("smollm2-135m", "--model", help="Preset, Hugging Face id or folder."),
+    data: str = typer.Option("counterfact,zsre", "--data", help="Data sets, comma-separated."),
+    editor: str = typer.Option("r-rome", "--editor", help="rome, r-rome, emmet or memit."),
+    proxy_fraction: float = typer.Option(0.1, "--proxy-fraction", help="Share of each data set "
+                                         "that is proxy (seeded split); the rest is test."),
+    test_size: int = typer.Option(8, "--test-size", help="Test requests per data set (0: all)."),
+    proxy_size: int = typer.Option(4, "--proxy-size", help="Proxy requests per data set (0: all)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the split and of every unit."),
+    layers: str = typer.Option("all", "--layers", help="Layers to brute-force: all, all:2, "
+                               "0-29:3, 4,8,12."),
+    metrics: str = typer.Option(None, "--metrics", help="Only these metrics (comma-separated); "
+                                "default: all that each data set supports."),
+    executor: str = typer.Option("local", "--executor", help="local (this process) or ray."),
+    workers: int = typer.Option(None, "--workers", help="Ray actors (default: one per CPU)."),
+    ray_address: str = typer.Option(None, "--ray-address", help="Existing Ray cluster "
+                                    "(default: start a local one)."),
+    device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:1, mps."),
+    dtype: str = typer.Option("float32", "--dtype", help="float32, bfloat16 or float16."),
+) -> None:
+    """Run the paper's experiments (resumable: run it again to finish or to check it is done)."""
+    from goldenlayers.study import StudySettings, run_study
+
+    settings = StudySettings(model=model, datasets=data, editor=editor, proxy_fraction=proxy_fraction,
+                             test_size=test_size or None, proxy_size=proxy_size or None, seed=seed,
+                             layers=layers, dtype=dtype, metrics=metrics)
+    run = run_study(settings, out, executor=executor, device=device, workers=workers,
+                    ray_address=ray_address)
+    console.print(f"{run.planned} units: {run.done_before} were done, {run.done_now} done now "
+                  f"in {run.seconds:.0f} s. Results in {run.run_dir}; next: "
+                  f"[bold]goldenlayers report {run.run_dir}[/]")
+
+
+@app.command()
+def report(
+    run_dir: str = typer.Argument(..., help="A study's run directory."),
+    out: str = typer.Option(None, "--out", help="Write the report here (default: RUN_DIR)."),
+) -> None:
+    """Write a finished study's tables and figures as report.md and a self-contained report.html."""
+    from goldenlayers.report import write_report
+
+    files = write_report(run_dir, out)
+    table = Table(title="Golden layers (test rewrite accuracy) and where the locators land")
+    for column in ("data set", "golden", "proxy golden", "LGA (regret)", "CMA (regret)"):
+        table.add_column(column)
+    results = files.results
+    for dataset in results.datasets:
+        found = {a.method: f"{a.layer} ({a.regret:.3f})" for a in results.agreement if a.dataset == dataset}
+        table.add_row(dataset, str(results.test[dataset].golden_layer("rewrite_accuracy")),
+                      str(results.proxy[dataset].golden_layer("rewrite_accuracy")),
+                      found["lga"], found["cma"])
+    console.print(table)
+    console.print(f"Wrote {files.markdown}, {files.html} and {len(files.figures)} figures.")
+
+
 def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
