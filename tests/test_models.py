@@ -154,3 +154,9 @@ def test_gemma3_loads_from_its_package_and_knows_paris():
     handle = load_model("gemma3-270m")
     assert handle.num_layers == 18 and handle.adapter.name == "gemma"
     assert "Paris" in greedy_continuations(handle, ["The Eiffel Tower is located in the city of"])[0]
+
+
+def test_hub_model_unreachable_offline_is_a_quick_clear_error(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(GoldenLayersError, match="not in the local Hugging Face cache"):
+        load_model("gpt2-xl")

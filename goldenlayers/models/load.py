@@ -10,8 +10,10 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import socket
 import tempfile
 from pathlib import Path
+from urllib.parse import urlparse
 
 import torch
 
@@ -84,13 +86,42 @@ def _from_pretrained(folder: str, dtype: torch.dtype, name: str):
             f"{name!r} is neither a preset ({presets}), a local folder, nor a Hugging Face id "
             f"of the form owner/name"
         )
+
+    def load(**kwargs):
+        return (AutoTokenizer.from_pretrained(folder, **kwargs),
+                AutoModelForCausalLM.from_pretrained(folder, dtype=dtype, **kwargs))
+
+    if local:
+        try:
+            tokenizer, model = load()
+        except OSError as error:
+            raise ModelLoadError(f"could not load {name!r} from the local folder: {error}") from error
+        return model, tokenizer
     try:
-        tokenizer = AutoTokenizer.from_pretrained(folder)
-        model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype)
-    except OSError as error:
-        where = "the local folder" if local else "the Hugging Face hub or its local cache"
-        raise ModelLoadError(f"could not load {name!r} from {where}: {error}") from error
+        tokenizer, model = load(local_files_only=True)  # a copy in the hub cache needs no network
+    except OSError:
+        # Without this check, transformers retries an unreachable hub for about a minute.
+        if not _hub_reachable():
+            raise ModelLoadError(
+                f"{name!r} ({folder}) is not in the local Hugging Face cache and the hub cannot be "
+                f"reached (offline?); download it where there is network, or pass a local folder"
+            ) from None
+        try:
+            tokenizer, model = load()
+        except OSError as error:
+            raise ModelLoadError(f"could not load {name!r} from the Hugging Face hub: {error}") from error
     return model, tokenizer
+
+
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False"):
+        return False
+    host = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co")).hostname
+    try:
+        socket.create_connection((host, 443), timeout=timeout).close()
+    except OSError:
+        return False
+    return True
 
 
 # --- GGUF presets ---------------------------------------------------------------------------------
