@@ -81,13 +81,16 @@ def study(
                                     "(default: start a local one)."),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:1, mps."),
     dtype: str = typer.Option("float32", "--dtype", help="float32, bfloat16 or float16."),
+    editor_settings: list[str] = typer.Option(None, "--set", help="Editor hyperparameter "
+                                              "key=value (repeatable), e.g. v_num_grad_steps=25."),
 ) -> None:
     """Run the paper's experiments (resumable: run it again to finish or to check it is done)."""
     from goldenlayers.study import StudySettings, run_study
 
     settings = StudySettings(model=model, datasets=data, editor=editor, proxy_fraction=proxy_fraction,
                              test_size=test_size or None, proxy_size=proxy_size or None, seed=seed,
-                             layers=layers, dtype=dtype, metrics=metrics)
+                             layers=layers, dtype=dtype, metrics=metrics,
+                             editor_overrides=list(editor_settings or ()))
     run = run_study(settings, out, executor=executor, device=device, workers=workers,
                     ray_address=ray_address)
     console.print(f"{run.planned} units: {run.done_before} were done, {run.done_now} done now "
