@@ -39,6 +39,8 @@ def trace(
     edit_output: EditFn | None = None,
     stop_after: str | None = None,
     detach: bool = True,
+    on_input: Callable[[str, torch.Tensor], None] | None = None,
+    on_output_grad: Callable[[str, torch.Tensor], None] | None = None,
 ) -> Iterator[Trace]:
     """Hook ``modules`` (name -> module) while the block runs.
 
@@ -46,6 +48,9 @@ def trace(
     captured outputs and gradients are those of the edited value). ``stop_after`` names a module
     after which the forward pass is abandoned; the ``StopForward`` it raises is swallowed here.
     With ``detach=False`` captured tensors stay in the autograd graph.
+    ``on_input(name, input)`` and ``on_output_grad(name, grad)`` receive the same (detached) tensors
+    as they arrive, for callers that reduce them on the fly instead of keeping them (LGA keeps only
+    small Gram matrices of the keys, not the keys of every layer).
     """
     record = Trace()
     handles = []
@@ -59,10 +64,14 @@ def trace(
                 output = edit_output(name, output)
             if capture_inputs:
                 record.inputs[name] = keep(args[0])
+            if on_input is not None:
+                on_input(name, args[0].detach())
             if capture_outputs:
                 record.outputs[name] = keep(output)
             if capture_output_grads and output.requires_grad:
                 output.register_hook(lambda grad: record.output_grads.__setitem__(name, grad.detach()))
+            if on_output_grad is not None and output.requires_grad:
+                output.register_hook(lambda grad: on_output_grad(name, grad.detach()))
             if name == stop_after:
                 raise StopForward
             return output

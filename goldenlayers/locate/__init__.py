@@ -1,0 +1,13 @@
+"""Locate the golden layer: LGA (default), causal tracing (CMA) and brute force, one result type.
+
+    scores = get_locator("lga").locate(handle, proxy_requests)   # -> LayerScores
+    scores.golden_layer, scores.top_k, scores.excluded, scores.scores
+"""
+
+from goldenlayers.locate import lga  # noqa: F401  (registers the locator)
+from goldenlayers.locate.base import LOCATORS, LayerScores, LocateError, Locator, get_locator
+from goldenlayers.locate.fences import excluded_layers, golden_layer, rank_layers, tukey_fences
+from goldenlayers.locate.lga import LGASettings
+
+__all__ = ["LOCATORS", "LGASettings", "LayerScores", "LocateError", "Locator", "excluded_layers",
+           "get_locator", "golden_layer", "rank_layers", "tukey_fences"]

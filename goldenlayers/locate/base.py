@@ -1,0 +1,132 @@
+"""What every locator returns (``LayerScores``), the ``Locator`` interface, and the registry.
+
+All locators share one signature, ``locate(handle, requests) -> LayerScores``, so LGA, causal
+tracing and brute force can be compared and tested against each other. A new method is one new
+module that defines a ``Locator`` subclass decorated with ``@register``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from goldenlayers.errors import GoldenLayersError
+from goldenlayers.locate.fences import excluded_layers, golden_layer, rank_layers
+
+
+class LocateError(GoldenLayersError):
+    pass
+
+
+@dataclass
+class LayerScores:
+    """Per-layer scores of one locator run and the layer they choose.
+
+    ``per_request[i][l]`` is request ``request_ids[i]``'s contribution to layer l's score (LGA:
+    s_i(l); CMA: the indirect effect; brute force: the metric). ``top_k`` lists the best kept layers,
+    best first; ``excluded`` the layers the outlier fences dropped.
+    """
+
+    method: str
+    model: str
+    model_fingerprint: str
+    scores: list[float]
+    excluded: list[int]
+    golden_layer: int
+    top_k: list[int]
+    per_request: list[list[float]]
+    seconds: float
+    peak_memory_bytes: int | None
+    settings: dict[str, Any]
+    direction: str = "argmax"
+    request_ids: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def num_layers(self) -> int:
+        return len(self.scores)
+
+    def ranking(self) -> list[int]:
+        """All kept layers, best first (ties: shallower first)."""
+        return rank_layers(self.scores, self.excluded, self.direction)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_json(self, indent: int | None = 2) -> str:
+        return json.dumps(self.to_dict(), indent=indent)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> LayerScores:
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{key: value for key, value in data.items() if key in names})
+
+
+def summarise(scores: Sequence[float], *, fence_k: float | None, direction: str,
+              top_k: int) -> tuple[list[int], int, list[int]]:
+    """(excluded, golden layer, top-k layers) from per-layer scores."""
+    excluded = excluded_layers(scores, fence_k)
+    golden = golden_layer(scores, excluded, direction)
+    return excluded, golden, rank_layers(scores, excluded, direction)[:top_k]
+
+
+# --- settings ------------------------------------------------------------------------------------
+
+
+def build_settings(settings_class: type, overrides: dict[str, Any]):
+    """``settings_class(**overrides)``, but an unknown key is an error that names it."""
+    names = [f.name for f in dataclasses.fields(settings_class)]
+    unknown = [key for key in overrides if key not in names]
+    if unknown:
+        raise LocateError(f"unknown setting {unknown[0]!r} for {settings_class.__name__}; "
+                          f"valid settings: {', '.join(names)}")
+    return settings_class(**overrides)
+
+
+def check_choice(name: str, value: Any, choices: Sequence[Any]) -> None:
+    if value not in choices:
+        raise LocateError(f"{name} must be one of {', '.join(map(str, choices))}, not {value!r}")
+
+
+def check_positive(name: str, value: float, allow_zero: bool = False) -> None:
+    if value < 0 or (value == 0 and not allow_zero):
+        raise LocateError(f"{name} must be {'>= 0' if allow_zero else '> 0'}, not {value!r}")
+
+
+# --- locators and their registry -----------------------------------------------------------------
+
+
+class Locator(ABC):
+    """Ranks a model's layers for editing from a proxy set of edit requests."""
+
+    name: ClassVar[str]
+    settings_class: ClassVar[type]
+
+    def __init__(self, **settings: Any):
+        self.settings = build_settings(self.settings_class, settings)
+
+    @abstractmethod
+    def locate(self, handle, requests) -> LayerScores:
+        """Score every layer of ``handle``'s model on ``requests`` (a list of ``EditRequest``)."""
+
+    def settings_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self.settings)
+
+
+LOCATORS: dict[str, type[Locator]] = {}
+
+
+def register(locator_class: type[Locator]) -> type[Locator]:
+    LOCATORS[locator_class.name] = locator_class
+    return locator_class
+
+
+def get_locator(name: str, **settings: Any) -> Locator:
+    """A locator by name (``lga``, ``cma``, ``brute-force``) with its settings overridden."""
+    if name not in LOCATORS:
+        raise LocateError(f"unknown locator {name!r}; available: {', '.join(sorted(LOCATORS))}")
+    return LOCATORS[name](**settings)
