@@ -4,10 +4,11 @@
     scores.golden_layer, scores.top_k, scores.excluded, scores.scores
 """
 
-from goldenlayers.locate import lga  # noqa: F401  (registers the locator)
+from goldenlayers.locate import causal_tracing, lga  # noqa: F401  (register the locators)
 from goldenlayers.locate.base import LOCATORS, LayerScores, LocateError, Locator, get_locator
+from goldenlayers.locate.causal_tracing import CMASettings
 from goldenlayers.locate.fences import excluded_layers, golden_layer, rank_layers, tukey_fences
 from goldenlayers.locate.lga import LGASettings
 
-__all__ = ["LOCATORS", "LGASettings", "LayerScores", "LocateError", "Locator", "excluded_layers",
+__all__ = ["LOCATORS", "CMASettings", "LGASettings", "LayerScores", "LocateError", "Locator", "excluded_layers",
            "get_locator", "golden_layer", "rank_layers", "tukey_fences"]
