@@ -56,6 +56,7 @@ class StudySettings:
             if value is not None and value < 1:
                 raise GoldenLayersError(f"{name} must be at least 1 (or None for all), got {value}")
         parse_layers(self.layers, None)  # syntax check now; bounds once the model is known
+        object.__setattr__(self, "editor_overrides", typed_overrides(self.editor, self.editor_overrides))
 
     @classmethod
     def from_dict(cls, values: dict[str, object]) -> StudySettings:
@@ -76,6 +77,24 @@ class StudySettings:
 
     def resolve_layers(self, num_layers: int) -> list[int]:
         return parse_layers(self.layers, num_layers)
+
+
+def typed_overrides(editor: str, overrides: dict[str, object] | list[str]) -> dict[str, object]:
+    """Editor hyperparameters with their types ("5" -> 5), checked against the editor's config, so
+    the command line and the Python API store the same settings."""
+    from goldenlayers.editing import get_editor
+
+    return dict(get_editor(editor, **dict(_assignments(overrides))).overrides)
+
+
+def _assignments(overrides: dict[str, object] | list[str]):
+    if isinstance(overrides, dict):
+        return overrides.items()
+    pairs = [item.partition("=") for item in overrides]
+    bad = [item for item, (_, sep, _) in zip(overrides, pairs) if not sep]
+    if bad:
+        raise GoldenLayersError(f"editor setting {bad[0]!r} is not key=value")
+    return [(key.strip(), value.strip()) for key, _, value in pairs]
 
 
 def split_names(text: str) -> list[str]:
