@@ -111,9 +111,15 @@ def synthetic_records():
         for split, cases in (("proxy", ["p0", "p1"]), ("test", ["r0", "r1", "r2"])):
             for case in cases:
                 for layer in LAYERS:
-                    records.append(_edit(dataset, split, case, layer,
-                                         rewrite_accuracy=_rewrite(dataset, split, case, layer),
-                                         locality=1.0 - 0.2 * layer))
+                    metrics = dict(rewrite_accuracy=_rewrite(dataset, split, case, layer),
+                                   locality=1.0 - 0.2 * layer)
+                    if dataset == "counterfact":
+                        metrics["fluency"] = 5.0 + (layer - 1) ** 2  # lower is better: layer 1
+                    records.append(_edit(dataset, split, case, layer, **metrics))
+        failed = EditUnit(dataset, "test", "r1", 3, "r-rome")
+        if dataset == "counterfact":  # one edit that could not be made
+            records = [r for r in records if r.unit != failed]
+            records.append(EditRecord(failed, {}, 0.1, 0.0, error="tiny denominator"))
         lga = (5.0, 1.0, 9.0, 100.0)  # layer 3 is an outlier the fence drops; LGA picks layer 2
         cma = (0.3, 0.1, 0.0, 0.0)  # CMA picks layer 0
         records.append(LocateRecord(LocateUnit(dataset, "lga"), lga, (3,), 2, "argmax", {},
@@ -170,6 +176,16 @@ def test_analysis_tables_have_the_known_values():
                     if v.dataset == "zsre" and v.fence_k is None and v.direction == "argmax")
     assert no_fence.layer == 3  # without the fence the outlier layer wins
     assert "min-max" in results.overall_note
+    # The failed edit: counterfact's layer-3 means are over the two edits made, and Table 1 pairs
+    # only requests with every edit made.
+    counterfact = results.test["counterfact"]
+    assert counterfact.failures == (0, 0, 0, 1)
+    assert counterfact.layer_means("rewrite_accuracy")[3] == pytest.approx(0.5)
+    assert counterfact.golden_layer("fluency") == 1
+    row = next(r for r in results.table1 if r.dataset == "counterfact" and r.metric == "rewrite_accuracy")
+    assert (row.student.n, row.student.mean_a, row.student.mean_b) == ((2, 2), pytest.approx(0.95),
+                                                                       pytest.approx(0.85))
+    assert not any(r.metric == "fluency" for r in results.table1)  # no sample-wise optimum for FLC
 
 
 def _write_synthetic_store(run_dir, records, planned):
@@ -195,7 +211,7 @@ def test_report_writes_every_table_and_figure(tmp_path):
     _write_synthetic_store(tmp_path, records, planned=len(records))
     files = write_report(tmp_path)
     titles = [t.title for t in files.tables]
-    for expected in ("Table 1", "Table 2", "Table 3", "Table 4", "Table 5", "Figure 2", "Figure 4",
+    for expected in ("Table 1", "Table 2", "Table 3", "Table 4", "Table 5", "Table 6", "Figure 2", "Figure 4",
                      "Locators against brute force", "LGA direction"):
         assert any(title.startswith(expected) for title in titles), expected
     assert sorted(p.name for p in files.figures) == ["heatmap.png", "layers_counterfact.png",
@@ -206,6 +222,7 @@ def test_report_writes_every_table_and_figure(tmp_path):
     assert page.count("data:image/png;base64,") == 4 and "src=\"figures/" not in page
     text = files.markdown.read_text()
     assert "![" in text and "min-max" in text and "| zsre | LGA | 2 |" in text
+    assert "Fluency" in text and "1 edit failed" in text
     assert not math.isnan(files.results.agreement[0].spearman_test)
 
 

@@ -29,7 +29,7 @@ def heatmap(results: StudyResults) -> bytes:
     layers = list(results.settings["resolved_layers"])
     values = np.array([[results.test[d].score_at(PRIMARY, l) for l in layers] for d in results.datasets])
     figure, axis = plt.subplots(figsize=(max(6, 0.45 * len(layers) + 2), 0.6 * len(results.datasets) + 1.6))
-    image = axis.imshow(values, aspect="auto", cmap="Blues", vmin=0, vmax=max(1e-9, values.max()))
+    image = axis.imshow(values, aspect="auto", cmap="Blues", vmin=0, vmax=max(1e-9, float(np.nanmax(values))))
     figure.colorbar(image, ax=axis, label="test rewrite accuracy")
     if results.union_layer in layers:
         column = layers.index(results.union_layer)

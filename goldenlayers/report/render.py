@@ -23,7 +23,20 @@ def settings_lines(results: StudyResults) -> list[str]:
             f"{s['proxy_size']} proxy and {s['test_size']} test requests",
             f"- brute-forced layers: {', '.join(map(str, s['resolved_layers']))} "
             "(test requests also at the LGA and CMA layers)",
-            f"- Overall: {results.overall_note}"]
+            f"- Overall: {results.overall_note}",
+            f"- failed edits (EditError; left out of the means): {failure_summary(results)}"]
+
+
+def failure_summary(results: StudyResults) -> str:
+    parts = []
+    for split, grids in (("test", results.test), ("proxy", results.proxy)):
+        for dataset, grid in grids.items():
+            at = [f"{n} at layer {layer}" for layer, n in zip(grid.layers, grid.failures) if n]
+            if at:
+                total = sum(grid.failures)
+                parts.append(f"{dataset} {split}: {total} edit{'s' if total > 1 else ''} failed "
+                             f"({', '.join(at)})")
+    return "; ".join(parts) or "none"
 
 
 def markdown_table(table: Table) -> str:

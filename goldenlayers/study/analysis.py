@@ -165,7 +165,7 @@ def analyse(run_dir: Path, settings: dict, records: list) -> StudyResults:
     return StudyResults(
         run_dir, settings, datasets, test, proxy, locators,
         table1=[golden_vs_samplewise(test[d], m) for d in datasets for m in test[d].metrics
-                if m not in LOWER_IS_BETTER],
+                if m not in LOWER_IS_BETTER and len(test[d].metric(m, complete=True)) >= 2],
         proxy_vs_test=[proxy_vs_test(proxy[d], test[d], m) for d in datasets
                        for m in (*test[d].metrics, OVERALL)],
         union_layer=union_layer,
@@ -180,7 +180,7 @@ def analyse(run_dir: Path, settings: dict, records: list) -> StudyResults:
 
 
 def golden_vs_samplewise(grid: Grid, metric: str) -> GoldenVsSamplewise:
-    matrix = grid.metric(metric)  # (R, L)
+    matrix = grid.metric(metric, complete=True)  # (R, L): requests with every edit made
     golden = grid.golden_layer(metric)
     at_golden, best = matrix[:, grid.column(golden)], matrix.max(axis=1)
     return GoldenVsSamplewise(grid.dataset, metric, golden, t_test(best, at_golden),
@@ -213,7 +213,7 @@ def selection_rows(test: Grid, proxy: Grid, locators: dict) -> list[SelectionRow
 def agreement(test: Grid, proxy: Grid, record: LocateRecord, settings: dict) -> Agreement:
     layer = record.golden_layer
     means = test.layer_means(PRIMARY)
-    golden_accuracy, accuracy = float(means.max()), test.score_at(PRIMARY, layer)
+    golden_accuracy, accuracy = float(np.nanmax(means)), test.score_at(PRIMARY, layer)
     rank = 1 + int(np.sum(means > accuracy + 1e-12))
     oriented = np.asarray(record.scores) * (-1.0 if record.direction == "argmin" else 1.0)
     grid_layers = [layer for layer in settings["resolved_layers"] if layer in test.layers]
@@ -232,7 +232,7 @@ def spearman(a, b) -> float:
 
 def lga_variants(test: Grid, record: LocateRecord) -> list[LgaVariant]:
     """The layer LGA's scores give for each direction and fence; scored where it was brute-forced."""
-    golden_accuracy = float(test.layer_means(PRIMARY).max())
+    golden_accuracy = float(np.nanmax(test.layer_means(PRIMARY)))
     variants = []
     for direction in DIRECTIONS:
         for k in FENCES:

@@ -66,14 +66,19 @@ class EditWorker:
         return [self.run_one(task) for task in tasks]
 
     def run_one(self, task: EditTask) -> EditRecord:
+        from goldenlayers.editing import EditError
         from goldenlayers.evaluate import evaluate
 
         pre = self._pre_edit(task)
         seed_everything(task.seed)
         start = time.perf_counter()
-        with self.editor.edited(self.handle, [task.request], task.unit.layer):
-            edit_seconds = time.perf_counter() - start
-            evaluation = evaluate(self.handle, [task.request], pre=pre, metrics=list(task.metrics))
+        try:
+            with self.editor.edited(self.handle, [task.request], task.unit.layer):
+                edit_seconds = time.perf_counter() - start
+                evaluation = evaluate(self.handle, [task.request], pre=pre, metrics=list(task.metrics))
+        except EditError as error:  # the edit was not made; the weights are unchanged
+            log.warning("%s: %s", task.unit.key, error)
+            return EditRecord(task.unit, {}, time.perf_counter() - start, 0.0, error=str(error))
         seconds = time.perf_counter() - start
         values = {name: float(value) for name, value in evaluation.per_request[0].values().items()
                   if value is not None and name in task.metrics}

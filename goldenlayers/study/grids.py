@@ -23,9 +23,11 @@ PRIMARY = "rewrite_accuracy"  # the metric of Table 1, the heatmap, regret and r
 
 @dataclass(frozen=True)
 class Grid:
-    """A[request, layer, metric] of one data set's split; NaN where a request lacks the metric's data.
+    """A[request, layer, metric] of one data set's split; NaN where a request lacks the metric's data
+    or where its edit failed (an ``EditError``: ``failures`` counts them per layer).
 
-    Only layers at which every request of the split was edited are kept.
+    Only layers at which every request of the split was edited are kept. Layer means are over the
+    edits that were made.
     """
 
     dataset: str
@@ -35,23 +37,34 @@ class Grid:
     metrics: tuple[str, ...]  # those with a value for at least one request
     values: np.ndarray  # (R, L, M)
     seconds: float  # wall time of all the edits and evaluations behind the grid
+    failures: tuple[int, ...] = ()  # failed edits per layer
 
-    def metric(self, name: str) -> np.ndarray:
-        """(R, L) for a metric; rows without the metric's data are dropped."""
+    def metric(self, name: str, complete: bool = False) -> np.ndarray:
+        """(R, L) for a metric: the requests with its data; ``complete``: only those with a value at
+        every layer (no failed edit), as the paired comparisons need."""
         matrix = self.values[:, :, self.metrics.index(name)]
-        return matrix[~np.isnan(matrix).any(axis=1)]
+        missing = np.isnan(matrix)
+        return matrix[~missing.any(axis=1)] if complete else matrix[~missing.all(axis=1)]
 
     def layer_means(self, name: str) -> np.ndarray:
-        """(L,) mean over requests of a metric, or the per-layer Overall for ``OVERALL``."""
+        """(L,) mean over requests of a metric (NaN where every edit failed), or the per-layer
+        Overall for ``OVERALL``."""
         if name == OVERALL:
             return np.asarray(self.overall().scores)
-        return self.metric(name).mean(axis=0)
+        matrix = self.metric(name)
+        counts = (~np.isnan(matrix)).sum(axis=0)
+        sums = np.nansum(matrix, axis=0)
+        return np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
 
     def overall(self) -> "OverallOfLayers":
-        rows = [{m: float(self.metric(m)[:, j].mean()) for m in self.metrics}
-                for j in range(len(self.layers))]
-        scores = overall_score(rows, metrics=self.metrics)
-        return OverallOfLayers(tuple(scores), scores.describe())
+        """Overall of each layer, normalised over the layers with every metric's mean (else NaN)."""
+        means = np.stack([self.layer_means(m) for m in self.metrics], axis=1)  # (L, M)
+        usable = np.flatnonzero(~np.isnan(means).any(axis=1))
+        scores = overall_score([dict(zip(self.metrics, map(float, means[j]))) for j in usable],
+                               metrics=self.metrics)
+        values = np.full(len(self.layers), np.nan)
+        values[usable] = scores
+        return OverallOfLayers(tuple(values.tolist()), scores.describe())
 
     def column(self, layer: int) -> int:
         if layer not in self.layers:
@@ -77,8 +90,9 @@ class OverallOfLayers:
 
 
 def signed(values: np.ndarray, metric: str) -> np.ndarray:
-    """Values oriented so that higher is better."""
-    return -values if metric in LOWER_IS_BETTER else values
+    """Values oriented so that higher is better; NaN (no edit made) as the worst."""
+    oriented = -np.asarray(values) if metric in LOWER_IS_BETTER else np.asarray(values)
+    return np.nan_to_num(oriented, nan=-np.inf)
 
 
 def best_index(values: np.ndarray, metric: str) -> int:
@@ -112,7 +126,9 @@ def _grid(dataset: str, split: str, records: Sequence[EditRecord]) -> Grid:
     if not layers:
         raise GoldenLayersError(f"no layer of {dataset} {split} has all its requests edited")
     seconds = float(sum(r.seconds for r in records if r.unit.layer in column))
-    return Grid(dataset, split, case_ids, layers, metrics, values, seconds)
+    failures = tuple(sum(1 for r in records if r.error is not None and r.unit.layer == layer)
+                     for layer in layers)
+    return Grid(dataset, split, case_ids, layers, metrics, values, seconds, failures)
 
 
 def union_grid(grids: Sequence[Grid], layers: Sequence[int]) -> Grid:
@@ -121,5 +137,6 @@ def union_grid(grids: Sequence[Grid], layers: Sequence[int]) -> Grid:
     parts = [g.values[:, [g.column(layer) for layer in layers]][:, :, [g.metrics.index(m) for m in metrics]]
              for g in grids]
     case_ids = tuple(f"{g.dataset}/{c}" for g in grids for c in g.case_ids)
+    failures = tuple(sum(g.failures[g.column(layer)] for g in grids) for layer in layers)
     return Grid("+".join(g.dataset for g in grids), "proxy-union", case_ids, tuple(layers), metrics,
-                np.concatenate(parts, axis=0), sum(g.seconds for g in grids))
+                np.concatenate(parts, axis=0), sum(g.seconds for g in grids), failures)

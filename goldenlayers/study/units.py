@@ -43,23 +43,28 @@ class LocateUnit:
 
 @dataclass(frozen=True)
 class EditRecord:
-    """The metrics of one edit unit (metric name -> value; absent metrics were not measurable)."""
+    """The metrics of one edit unit (metric name -> value; absent metrics were not measurable).
+
+    ``error`` says why the edit could not be made (an ``EditError``: the weights were left as they
+    were); such a unit is done, has no metrics, and is counted in the report.
+    """
 
     unit: EditUnit
     metrics: dict[str, float]
     seconds: float = 0.0  # edit + evaluation, wall time
     edit_seconds: float = 0.0  # the edit alone
+    error: str | None = None
 
     def result_json(self) -> str:
-        return json.dumps({"metrics": self.metrics}, sort_keys=True)
+        return json.dumps({"metrics": self.metrics, "error": self.error}, sort_keys=True)
 
     def cost_json(self) -> str:
         return json.dumps({"seconds": self.seconds, "edit_seconds": self.edit_seconds})
 
     @classmethod
     def from_row(cls, unit: EditUnit, result: str, cost: str) -> EditRecord:
-        costs = json.loads(cost)
-        return cls(unit, json.loads(result)["metrics"], costs["seconds"], costs["edit_seconds"])
+        data, costs = json.loads(result), json.loads(cost)
+        return cls(unit, data["metrics"], costs["seconds"], costs["edit_seconds"], data.get("error"))
 
 
 @dataclass(frozen=True)
