@@ -27,6 +27,7 @@ class Trace:
     inputs: dict[str, torch.Tensor] = field(default_factory=dict)  # first positional input
     outputs: dict[str, torch.Tensor] = field(default_factory=dict)
     output_grads: dict[str, torch.Tensor] = field(default_factory=dict)  # dL/d(output)
+    calls: dict[str, tuple[tuple, dict]] = field(default_factory=dict)  # (args, kwargs) of the call
 
 
 @contextmanager
@@ -36,6 +37,7 @@ def trace(
     capture_inputs: bool = False,
     capture_outputs: bool = False,
     capture_output_grads: bool = False,
+    capture_calls: bool = False,
     edit_output: EditFn | None = None,
     stop_after: str | None = None,
     detach: bool = True,
@@ -47,7 +49,9 @@ def trace(
     edit_output(name, output) returns the tensor the module passes on (called before capture, so
     captured outputs and gradients are those of the edited value). ``stop_after`` names a module
     after which the forward pass is abandoned; the ``StopForward`` it raises is swallowed here.
-    With ``detach=False`` captured tensors stay in the autograd graph.
+    With ``detach=False`` captured tensors stay in the autograd graph. ``capture_calls`` keeps each
+    module's positional and keyword arguments as it was called (not detached), so the call can be
+    replayed (models/partial.py re-runs the upper blocks of a decoder this way).
     ``on_input(name, input)`` and ``on_output_grad(name, grad)`` receive the same (detached) tensors
     as they arrive, for callers that reduce them on the fly instead of keeping them (LGA keeps only
     small Gram matrices of the keys, not the keys of every layer).
@@ -80,6 +84,10 @@ def trace(
 
     try:
         for name, module in modules.items():
+            if capture_calls:
+                handles.append(module.register_forward_pre_hook(
+                    lambda _, args, kwargs, name=name: record.calls.__setitem__(name, (args, dict(kwargs))),
+                    with_kwargs=True))
             handles.append(module.register_forward_hook(make_hook(name)))
         try:
             yield record
