@@ -1,0 +1,195 @@
+"""The editor interface, its result records, and the registry.
+
+Every editor has one core method, ``_edit``, that changes the weights in place (layer by layer,
+request by request, whatever its method needs) and returns what it did. The public methods wrap it
+with the exact undo of restore.py:
+
+    apply(handle, requests, layer)            in place; on any error the weights are as before
+    compute(handle, requests, layer)          pure: the weights are as before afterwards
+    with edited(handle, requests, layer):     edited inside, restored bit for bit on exit
+
+Invariant (as in ROME's ``execute_rome``): the model at the beginning == the model at the end,
+except after a successful ``apply``.
+"""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import torch
+
+from goldenlayers.data.records import EditRequest
+from goldenlayers.editing.cache import EditCache
+from goldenlayers.editing.config import EditConfig, resolve
+from goldenlayers.editing.errors import EditError
+from goldenlayers.editing.restore import restore, snapshot
+from goldenlayers.errors import GoldenLayersError
+from goldenlayers.models.handle import ModelHandle
+
+
+@dataclass(frozen=True)
+class LayerUpdate:
+    """The change of one layer's edit matrix: delta W = left @ right.T, as [d_out, d_in]."""
+
+    layer: int
+    left: torch.Tensor  # (d_out, r)
+    right: torch.Tensor  # (d_in, r)
+
+    def delta(self) -> torch.Tensor:
+        return self.left.double() @ self.right.double().T  # (d_out, d_in)
+
+    @property
+    def rank(self) -> int:
+        return self.left.shape[1]
+
+
+@dataclass(frozen=True)
+class RequestEdit:
+    """What the editor computed for one request: its key, its value before and after, the loss."""
+
+    request: EditRequest
+    layer: int  # where the value was optimised
+    key: torch.Tensor  # k* (d_in,)
+    value: torch.Tensor  # v* (d_out,)
+    value_before: torch.Tensor  # the site's output at the bare prompt before the edit
+    losses: tuple[float, ...]
+
+    def summary(self) -> dict[str, Any]:
+        return {"case_id": self.request.case_id, "layer": self.layer,
+                "key_norm": float(self.key.norm()), "value_norm": float(self.value.norm()),
+                "delta_norm": float((self.value - self.value_before).norm()),
+                "loss_first": self.losses[0] if self.losses else None,
+                "loss_last": self.losses[-1] if self.losses else None,
+                "steps": len(self.losses), "losses": list(self.losses)}
+
+
+@dataclass
+class EditResult:
+    editor: str
+    layers: tuple[int, ...]
+    updates: tuple[LayerUpdate, ...]
+    edits: tuple[RequestEdit, ...]
+    seconds: float
+    model_name: str
+    model_fingerprint: str
+    config: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def requests(self) -> tuple[EditRequest, ...]:
+        return tuple(edit.request for edit in self.edits)
+
+    def summary(self) -> dict[str, Any]:
+        return {"editor": self.editor, "layers": list(self.layers), "seconds": self.seconds,
+                "model": self.model_name, "fingerprint": self.model_fingerprint,
+                "ranks": {u.layer: u.rank for u in self.updates},
+                "requests": [edit.summary() for edit in self.edits]}
+
+
+def add_update(handle: ModelHandle, update: LayerUpdate, sign: float = 1.0) -> None:
+    """W_layer += sign * left @ right.T, in the weight's dtype and orientation."""
+    handle.adapter.add_to_edit_weight(handle.model, update.layer, sign * update.delta())
+
+
+def merge_updates(updates: Sequence[LayerUpdate]) -> tuple[LayerUpdate, ...]:
+    """One update per layer: factors of the same layer side by side (their deltas add up)."""
+    by_layer: dict[int, list[LayerUpdate]] = {}
+    for update in updates:
+        by_layer.setdefault(update.layer, []).append(update)
+    return tuple(LayerUpdate(layer, torch.cat([u.left for u in group], 1),
+                             torch.cat([u.right for u in group], 1))
+                 for layer, group in sorted(by_layer.items()))
+
+
+class Editor(ABC):
+    """A knowledge editor. Hyperparameters: ``config_class`` fields, overridable per instance."""
+
+    name: ClassVar[str]
+    family: ClassVar[str]  # the key of config.ARCHITECTURE_DEFAULTS / MODEL_DEFAULTS
+    config_class: ClassVar[type[EditConfig]]
+
+    def __init__(self, cache: EditCache | None = None, **overrides: Any) -> None:
+        self.overrides = self.config_class.from_overrides(overrides)
+        self.config = self.config_class.from_dict(self.overrides)  # validates now
+        self.cache = cache if cache is not None else EditCache()
+        self._resolved: dict[tuple[str, str], EditConfig] = {}
+
+    def config_for(self, handle: ModelHandle) -> EditConfig:
+        """Defaults for this model's architecture and name, then this editor's overrides."""
+        key = (handle.fingerprint, handle.name)
+        if key not in self._resolved:
+            self._resolved[key] = resolve(self.config_class, self.family, handle.adapter.name,
+                                          handle.name, self.overrides)
+        return self._resolved[key]
+
+    def layers_for(self, handle: ModelHandle, layer: int) -> tuple[int, ...]:
+        """The layers whose edit matrices this editor changes when asked to edit at ``layer``."""
+        return (handle.adapter.check_layer(handle.model, layer),)
+
+    # --- the public methods -------------------------------------------------------------------
+
+    def apply(self, handle: ModelHandle, requests: Sequence[EditRequest], layer: int) -> EditResult:
+        """Edit in place; on any error the weights are restored and the error raised."""
+        saved = snapshot(handle, self.layers_for(handle, layer))
+        try:
+            return self._run(handle, requests, layer)
+        except BaseException:
+            restore(handle, saved)
+            raise
+
+    def compute(self, handle: ModelHandle, requests: Sequence[EditRequest], layer: int) -> EditResult:
+        """The edit's result without keeping it: the weights are as before afterwards."""
+        saved = snapshot(handle, self.layers_for(handle, layer))
+        try:
+            return self._run(handle, requests, layer)
+        finally:
+            restore(handle, saved)
+
+    @contextmanager
+    def edited(self, handle: ModelHandle, requests: Sequence[EditRequest],
+               layer: int) -> Iterator[EditResult]:
+        """The model is edited inside the block and restored bit for bit on exit, also on errors."""
+        saved = snapshot(handle, self.layers_for(handle, layer))
+        try:
+            yield self._run(handle, requests, layer)
+        finally:
+            restore(handle, saved)
+
+    def _run(self, handle: ModelHandle, requests: Sequence[EditRequest], layer: int) -> EditResult:
+        requests = list(requests)
+        if not requests:
+            raise EditError("no edit requests given")
+        config = self.config_for(handle)
+        start = time.perf_counter()
+        updates, edits = self._edit(handle, requests, layer, config)
+        return EditResult(editor=self.name, layers=self.layers_for(handle, layer),
+                          updates=merge_updates(updates), edits=tuple(edits),
+                          seconds=time.perf_counter() - start, model_name=handle.name,
+                          model_fingerprint=handle.fingerprint, config=config.to_dict())
+
+    @abstractmethod
+    def _edit(self, handle: ModelHandle, requests: list[EditRequest], layer: int,
+              config: EditConfig) -> tuple[list[LayerUpdate], list[RequestEdit]]:
+        """Change the weights in place and say how (every update already applied)."""
+
+
+# --- the registry ---------------------------------------------------------------------------------
+
+EDITORS: dict[str, type[Editor]] = {}
+
+
+def register(cls: type[Editor]) -> type[Editor]:
+    EDITORS[cls.name] = cls
+    return cls
+
+
+def get_editor(name: str, cache: EditCache | None = None, **overrides: Any) -> Editor:
+    """An editor by name ('rome', 'r-rome', 'emmet', 'memit') with hyperparameter overrides."""
+    key = name.lower().replace("_", "-")
+    if key not in EDITORS:
+        raise GoldenLayersError(f"unknown editor {name!r}; available: {', '.join(sorted(EDITORS))}")
+    return EDITORS[key](cache=cache, **overrides)

@@ -1,0 +1,154 @@
+"""Second moment of the edit matrix's input keys, C = E[k k^T], over plain text (WikiText-2).
+
+ROME (with ``mom2_adjustment``), EMMET and MEMIT weigh their updates by C^-1 so that an edit
+disturbs the keys of ordinary text as little as possible. C is estimated from the first
+``n_tokens`` tokens of the bundled corpus: each text is a sequence of its own (truncated to
+``SEQ_LEN`` tokens), batched, run up to the edit matrix only, and every real token's key counts.
+
+C depends on the weights below the layer, so it is cached per (model fingerprint, layer, token
+count): in memory in an ``EditCache`` and on disk under $GOLDENLAYERS_CACHE/stats, written to a
+temporary file and renamed into place, so an interrupted run never leaves a file a later run
+would trust.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from goldenlayers.editing.cache import EditCache
+from goldenlayers.models.handle import ModelHandle
+from goldenlayers.models.hooks import trace
+from goldenlayers.models.load import cache_dir
+from goldenlayers.progress import track
+
+log = logging.getLogger(__name__)
+
+SEQ_LEN = 256  # tokens per text at most
+BATCH_TEXTS = 16
+
+
+@dataclass
+class SecondMoment:
+    matrix: torch.Tensor  # (d_in, d_in) float32, symmetric positive (semi)definite
+    n_tokens: int  # tokens actually counted
+    _factor: torch.Tensor | None = field(default=None, repr=False)  # Cholesky factor, float64
+
+    def solve(self, rhs: torch.Tensor) -> torch.Tensor:
+        """C^-1 rhs for rhs (d_in,) or (d_in, E), float32; the factorisation is computed once."""
+        if self._factor is None:
+            self._factor = _cholesky(self.matrix.double())
+        column = rhs.ndim == 1
+        rhs = rhs.to(self._factor.device, torch.float64)
+        out = torch.cholesky_solve(rhs[:, None] if column else rhs, self._factor)
+        return (out[:, 0] if column else out).float()
+
+
+def _cholesky(matrix: torch.Tensor) -> torch.Tensor:
+    factor, info = torch.linalg.cholesky_ex(matrix)
+    if int(info) == 0:
+        return factor
+    ridge = 1e-6 * matrix.diagonal().mean().clamp(min=1e-12)
+    log.warning("key second moment is singular; adding %.3g to its diagonal", float(ridge))
+    return torch.linalg.cholesky(matrix + ridge * torch.eye(len(matrix), dtype=matrix.dtype,
+                                                            device=matrix.device))
+
+
+def corpus_texts() -> list[str]:
+    """The texts C is estimated from (the bundled WikiText-2, detokenised)."""
+    from goldenlayers.data import load_corpus_texts
+
+    return load_corpus_texts()
+
+
+def stats_path(handle: ModelHandle, layer: int, n_tokens: int) -> Path:
+    return cache_dir() / "stats" / handle.fingerprint / f"layer{layer:03d}-{n_tokens}tokens.safetensors"
+
+
+def second_moment(handle: ModelHandle, layer: int, n_tokens: int,
+                  cache: EditCache | None = None) -> SecondMoment:
+    """C for the edit matrix of ``layer``: from ``cache``, else from disk, else computed and saved."""
+    key = (handle.fingerprint, layer, n_tokens)
+    if cache is not None and key in cache.second_moments:
+        return cache.second_moments[key]
+    path = stats_path(handle, layer, n_tokens)
+    if path.exists():
+        loaded = load_file(str(path))
+        moment = SecondMoment(loaded["second_moment"].to(handle.device), int(loaded["n_tokens"]))
+    else:
+        moment = compute_second_moment(handle, layer, n_tokens)
+        _save_atomically(path, moment, handle, layer)
+    if cache is not None:
+        cache.second_moments[key] = moment
+    return moment
+
+
+def token_batches(tokenizer, texts: Sequence[str], n_tokens: int) -> list[list[list[int]]]:
+    """Texts tokenised (each cut to SEQ_LEN), until n_tokens tokens, in batches of BATCH_TEXTS."""
+    rows, total = [], 0
+    for text in texts:
+        ids = tokenizer(text)["input_ids"][: min(SEQ_LEN, n_tokens - total)]
+        if len(ids) < 2:
+            continue
+        rows.append(ids)
+        total += len(ids)
+        if total >= n_tokens:
+            break
+    if total < n_tokens:
+        log.warning("the corpus has only %d tokens; the statistics use all of them, not %d",
+                    total, n_tokens)
+    return [rows[i: i + BATCH_TEXTS] for i in range(0, len(rows), BATCH_TEXTS)]
+
+
+@torch.no_grad()
+def compute_second_moment(handle: ModelHandle, layer: int, n_tokens: int,
+                          texts: Sequence[str] | None = None) -> SecondMoment:
+    texts = corpus_texts() if texts is None else texts
+    batches = token_batches(handle.tokenizer, texts, n_tokens)
+    module = handle.adapter.edit_module(handle.model, layer)
+    d_in = handle.adapter.edit_weight_out_in(handle.model, layer).shape[1]
+    total = torch.zeros(d_in, d_in, dtype=torch.float64, device=handle.device)
+    count = 0
+    base = handle.model.get_submodule(handle.adapter.base_model)
+    for rows in track(batches, f"key statistics, layer {layer}"):
+        input_ids, mask = _pad_right(rows, handle)
+        with trace({"k": module}, capture_inputs=True, stop_after="k") as record:
+            base(input_ids=input_ids, attention_mask=mask, use_cache=False)
+        keys = record.inputs["k"][mask.bool()].float()  # (tokens, d_in)
+        total += (keys.T @ keys).double()
+        count += keys.shape[0]
+    return SecondMoment((total / max(count, 1)).float(), count)
+
+
+def _pad_right(rows: list[list[int]], handle: ModelHandle) -> tuple[torch.Tensor, torch.Tensor]:
+    tokenizer = handle.tokenizer
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    width = max(len(r) for r in rows)
+    input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, ids in enumerate(rows):
+        input_ids[i, : len(ids)] = torch.tensor(ids)
+        mask[i, : len(ids)] = 1
+    return input_ids.to(handle.device), mask.to(handle.device)
+
+
+def _save_atomically(path: Path, moment: SecondMoment, handle: ModelHandle, layer: int) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, staging = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        save_file({"second_moment": moment.matrix.contiguous().cpu(),
+                   "n_tokens": torch.tensor(moment.n_tokens)}, staging,
+                  metadata={"model": handle.name, "fingerprint": handle.fingerprint,
+                            "layer": str(layer)})
+        os.replace(staging, path)
+    finally:
+        if os.path.exists(staging):
+            os.remove(staging)

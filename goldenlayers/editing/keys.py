@@ -1,0 +1,52 @@
+"""Keys: what the edit matrix reads at the subject's last token (METHOD.md, ROME step 2).
+
+k* is the mean over context templates of the edit matrix's input there. ROME's original code also
+uses the key of the bare prompt (template "", row 0); R-ROME uses k* everywhere.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from goldenlayers.editing.batches import RequestBatch
+from goldenlayers.models.handle import ModelHandle
+from goldenlayers.models.hooks import trace
+
+
+@torch.no_grad()
+def at_subject(handle: ModelHandle, rb: RequestBatch, module: nn.Module, *, inputs: bool,
+               rows: int | None = None) -> torch.Tensor:
+    """The input (or output) of ``module`` at the subject's last token of the first ``rows`` rows
+    (default: every template row), as float32 (rows, d). The forward stops after ``module``."""
+    rows = rb.n_rewrite if rows is None else rows
+    batch = rb.batch
+    with trace({"site": module}, capture_inputs=inputs, capture_outputs=not inputs,
+               stop_after="site") as record:
+        handle.model.get_submodule(handle.adapter.base_model)(
+            input_ids=batch.input_ids[:rows], attention_mask=batch.attention_mask[:rows],
+            position_ids=batch.position_ids[:rows], use_cache=False)
+    captured = record.inputs["site"] if inputs else record.outputs["site"]
+    captured = captured[0] if isinstance(captured, tuple) else captured
+    index = torch.arange(rows, device=captured.device)
+    return captured[index, rb.subject_positions[:rows]].float()
+
+
+def template_keys(handle: ModelHandle, rb: RequestBatch, layer: int) -> torch.Tensor:
+    """(n_templates, d_in): the edit matrix's input at the subject in every template; row 0 = bare."""
+    return at_subject(handle, rb, handle.adapter.edit_module(handle.model, layer), inputs=True)
+
+
+def mean_key(keys: torch.Tensor) -> torch.Tensor:
+    """k* (d_in,) from the template keys (n_templates, d_in)."""
+    return keys.mean(0)
+
+
+def edit_output(handle: ModelHandle, layer: int, keys: torch.Tensor) -> torch.Tensor:
+    """What the edit matrix outputs now for keys (d_in,) or (d_in, E): W k (+ bias), float32."""
+    weight = handle.adapter.edit_weight_out_in(handle.model, layer)
+    value = weight.float() @ keys.to(weight.device, torch.float32)  # (d_out,) or (d_out, E)
+    bias = handle.adapter.edit_bias(handle.model, layer)
+    if bias is None:
+        return value
+    return value + (bias.float() if keys.ndim == 1 else bias.float()[:, None])

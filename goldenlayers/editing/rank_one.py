@@ -1,0 +1,65 @@
+"""The strategy ROME and R-ROME share: one rank-one update per request, requests in sequence.
+
+For each request: k* from the context templates (keys.py), v* by optimisation at the edit matrix's
+output (values.py), u = C^-1 k* with ``mom2_adjustment`` (else k*), and the rank-one update
+(updates.py) that makes the matrix map ``denominator_key`` to v*. The two editors differ only in
+that key: ROME's original code uses the bare prompt's key there, R-ROME uses k*.
+"""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+
+import torch
+
+from goldenlayers.data.records import EditRequest
+from goldenlayers.editing.base import Editor, LayerUpdate, RequestEdit, add_update
+from goldenlayers.editing.batches import prepared_batch
+from goldenlayers.editing.config import RomeConfig
+from goldenlayers.editing.covariance import second_moment
+from goldenlayers.editing.errors import EditError, describe
+from goldenlayers.editing.keys import edit_output, mean_key, template_keys
+from goldenlayers.editing.updates import UpdateError, rank_one_update
+from goldenlayers.editing.values import optimise_value
+from goldenlayers.models.handle import ModelHandle
+
+
+class RankOneEditor(Editor):
+    family = "rome"
+    config_class = RomeConfig
+
+    @abstractmethod
+    def denominator_key(self, keys: torch.Tensor) -> torch.Tensor:
+        """The key (d_in,) the updated matrix maps to v*, from the template keys (n, d_in)."""
+
+    def _edit(self, handle: ModelHandle, requests: list[EditRequest], layer: int,
+              config: RomeConfig) -> tuple[list[LayerUpdate], list[RequestEdit]]:
+        updates, edits = [], []
+        for request in requests:  # each on the model the previous ones edited
+            update, edit = self.edit_one(handle, request, layer, config)
+            add_update(handle, update)
+            updates.append(update)
+            edits.append(edit)
+        return updates, edits
+
+    def edit_one(self, handle: ModelHandle, request: EditRequest, layer: int,
+                 config: RomeConfig) -> tuple[LayerUpdate, RequestEdit]:
+        """The rank-one update for one request on the current weights (which it leaves alone)."""
+        rb = prepared_batch(handle, request, config, self.cache)
+        keys = template_keys(handle, rb, layer)  # (n_templates, d_in)
+        k_star = mean_key(keys)
+        site = handle.adapter.edit_module(handle.model, layer)
+        value = optimise_value(handle, rb, layer, site, config)
+        u = k_star
+        if config.mom2_adjustment:
+            u = second_moment(handle, layer, config.mom2_n_tokens, self.cache).solve(k_star)
+        key = self.denominator_key(keys)
+        residual = value.value - edit_output(handle, layer, key)  # v* - (W k + b)
+        try:
+            left, right = rank_one_update(residual, u, key, config.denominator_tol)
+        except UpdateError as error:
+            raise EditError(f"{describe(request)} at layer {layer}: {error}; "
+                            f"the weights are unchanged") from error
+        edit = RequestEdit(request=request, layer=layer, key=k_star, value=value.value,
+                           value_before=value.value_before, losses=value.losses)
+        return LayerUpdate(layer, left.float(), right.float()), edit

@@ -1,0 +1,96 @@
+"""Edit requests a user writes by hand: one from the command line, or a small file of them.
+
+    --prompt "The mother tongue of {} is" --subject "Danielle Darrieux" --target English
+    --prompt "The mother tongue of Danielle Darrieux is" --subject "Danielle Darrieux" --target English
+
+A small file is JSON (an object or a list of them), JSON Lines or CSV with the columns prompt,
+subject and target (target_new and ground_truth/target_old are read too; case_id is optional).
+Any other file or name goes to ``goldenlayers.data.load_dataset``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Any
+
+from goldenlayers.data.records import EditRequest
+from goldenlayers.errors import InputError
+
+SIMPLE_SUFFIXES = (".json", ".jsonl", ".ndjson", ".csv")
+
+
+def request_from_text(prompt: str, subject: str, target: str, *, case_id: str = "1",
+                      target_old: str | None = None, source: str = "command line") -> EditRequest:
+    """A request from a prompt with "{}" where the subject goes, or a prompt containing it."""
+    for name, value in (("prompt", prompt), ("subject", subject), ("target", target)):
+        if not isinstance(value, str) or not value.strip():
+            raise InputError("must be a non-empty string", source=source, field=name)
+    if "{}" in prompt:
+        prompt = prompt.replace("{}", subject)
+    elif subject.lower() not in prompt.lower():
+        raise InputError(f"the subject {subject!r} does not occur in the prompt {prompt!r}; write "
+                         f"it there or put {{}} where it goes", source=source, field="subject")
+    return EditRequest(case_id=str(case_id), prompt=prompt, subject=subject, target_new=target,
+                       target_old=target_old or None, source=source)
+
+
+def _records(path: Path) -> list[dict[str, Any]]:
+    text = path.read_text(encoding="utf-8")
+    if path.suffix == ".csv":
+        return list(csv.DictReader(text.splitlines()))
+    if path.suffix in (".jsonl", ".ndjson"):
+        return [json.loads(line) for line in text.splitlines() if line.strip()]
+    data = json.loads(text)
+    return data if isinstance(data, list) else [data]
+
+
+def _is_simple(records: list[Any]) -> bool:
+    return bool(records) and all(isinstance(r, dict) and {"prompt", "subject", "target"} <= r.keys()
+                                 for r in records)
+
+
+def read_simple_file(path: str | Path) -> list[EditRequest] | None:
+    """Requests from a small prompt/subject/target file, or None when the file is not one."""
+    path = Path(path)
+    if path.suffix not in SIMPLE_SUFFIXES or not path.is_file():
+        return None
+    try:
+        records = _records(path)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, csv.Error) as error:
+        raise InputError(f"cannot read: {error}", source=str(path)) from error
+    if not _is_simple(records):
+        return None
+    requests = []
+    for index, record in enumerate(records):
+        try:
+            requests.append(request_from_text(
+                record["prompt"], record["subject"], record["target"],
+                case_id=str(record.get("case_id") or index + 1),
+                target_old=record.get("target_old") or record.get("ground_truth"),
+                source=f"{path}, record {index}"))
+        except InputError:
+            raise
+        except Exception as error:  # a malformed value: say where
+            raise InputError(str(error), source=str(path), index=index) from error
+    return requests
+
+
+def load_requests(data: str | None = None, *, prompt: str | None = None, subject: str | None = None,
+                  target: str | None = None, n: int | None = None) -> list[EditRequest]:
+    """The requests of the edit command: from --prompt/--subject/--target, or from --data."""
+    if prompt is not None or subject is not None or target is not None:
+        if data is not None:
+            raise InputError("give either --data or --prompt/--subject/--target, not both")
+        if prompt is None or subject is None or target is None:
+            raise InputError("--prompt, --subject and --target go together")
+        return [request_from_text(prompt, subject, target)]
+    if data is None:
+        raise InputError("nothing to edit: give --data, or --prompt, --subject and --target")
+    requests = read_simple_file(data)
+    if requests is None:
+        from goldenlayers.data import load_dataset
+
+        requests = load_dataset(data).requests
+    return requests[:n] if n else requests
