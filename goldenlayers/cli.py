@@ -120,6 +120,128 @@ def report(
     console.print(f"Wrote {files.markdown}, {files.html} and {len(files.figures)} figures.")
 
 
+def parse_layer(text: str, handle) -> int:
+    """The --layer option: a layer number (``auto``, the located golden layer, comes later)."""
+    if text.strip().lower() == "auto":
+        raise GoldenLayersError("--layer auto is not available yet; give a layer number "
+                                f"0..{handle.num_layers - 1} (goldenlayers locate finds a good one)")
+    try:
+        layer = int(text)
+    except ValueError:
+        raise GoldenLayersError(f"--layer expects a layer number or 'auto', got {text!r}") from None
+    return handle.adapter.check_layer(handle.model, layer)
+
+
+def _edit_table(session) -> Table:
+    table = Table(title=f"{session.result.editor} at layer {session.layer} "
+                        f"({', '.join(map(str, session.result.layers))} changed), "
+                        f"{session.seconds_per_edit:.1f} s per edit")
+    for column in ("case", "prompt", "target", "before", "after", "ok", "rewrite acc."):
+        table.add_column(column, overflow="fold")
+    for o in session.outcomes:
+        acc = o.metrics_after.get("rewrite_accuracy")
+        table.add_row(o.case_id, o.prompt, o.target_new, o.answer_before.strip(),
+                      o.answer_after.strip(), "[green]yes[/]" if o.success else "[red]no[/]",
+                      "" if acc is None else f"{acc:.2f}")
+    return table
+
+
+@app.command()
+def edit(
+    model: str = typer.Option("smollm2-135m", "--model", help="Preset, Hugging Face id or folder."),
+    data: str = typer.Option(None, "--data", help="Bundled data set, benchmark file, or a small "
+                             "JSON/JSONL/CSV of prompt, subject, target."),
+    n: int = typer.Option(1, "--n", help="Edit the first N requests of --data (0: all)."),
+    layer: str = typer.Option(..., "--layer", help="Layer to edit (MEMIT: the last of its window)."),
+    editor: str = typer.Option("r-rome", "--editor", help="rome, r-rome, emmet or memit."),
+    prompt: str = typer.Option(None, "--prompt", help="Prompt with {} for the subject, or "
+                               "containing it."),
+    subject: str = typer.Option(None, "--subject", help="The subject in --prompt."),
+    target: str = typer.Option(None, "--target", help="The new answer."),
+    out: str = typer.Option(None, "--out", help="Save the edited model here (Hugging Face format)."),
+    json_out: str = typer.Option(None, "--json", help="Write the results as JSON to this file."),
+    patch: str = typer.Option(None, "--patch", help="Save the edit as a patch file (safetensors)."),
+    settings: list[str] = typer.Option(None, "--set", help="Hyperparameter, key=value (repeatable)."),
+    device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:1, mps."),
+    dtype: str = typer.Option("float32", "--dtype", help="float32, bfloat16 or float16."),
+) -> None:
+    """Edit facts at a layer (in sequence; EMMET and MEMIT as one batch) and check them."""
+    import json
+
+    from goldenlayers.editing import EDITORS, get_editor, save_patch
+    from goldenlayers.editing.patches import current_fingerprint
+    from goldenlayers.editing.session import edit_and_check, save_model
+    from goldenlayers.editing.user_input import load_requests
+    from goldenlayers.models import load_model
+
+    requests = load_requests(data, prompt=prompt, subject=subject, target=target, n=n)
+    if editor.lower() not in EDITORS:
+        raise GoldenLayersError(f"unknown editor {editor!r}; available: {', '.join(sorted(EDITORS))}")
+    chosen = get_editor(editor, **EDITORS[editor.lower()].config_class.from_overrides(settings or []))
+    handle = load_model(model, device=device, dtype=dtype)
+    session = edit_and_check(handle, chosen, requests, parse_layer(layer, handle))
+    console.print(_edit_table(session))
+    console.print(f"{sum(o.success for o in session.outcomes)} of {len(session.outcomes)} greedy "
+                  f"answers now start with the new target; metrics before {session.means_before}, "
+                  f"after {session.means_after}")
+    if json_out:
+        with open(json_out, "w") as file:
+            json.dump(session.to_dict(), file, indent=2)
+        console.print(f"wrote {json_out}")
+    if patch:
+        save_patch(session.result, patch, session.original, current_fingerprint(handle),
+                   session.weights_fingerprint)
+        console.print(f"wrote the patch {patch}")
+    if out:
+        console.print(f"saved the edited model to {save_model(handle, out)}")
+
+
+patch_app = typer.Typer(help="Apply an edit patch (goldenlayers edit --patch) to a model, or remove "
+                        "it.", no_args_is_help=True)
+app.add_typer(patch_app, name="patch")
+
+
+@patch_app.command("apply")
+def patch_apply(
+    file: str = typer.Argument(..., help="The patch file."),
+    model: str = typer.Option(..., "--model", help="The model the patch was made for."),
+    out: str = typer.Option(None, "--out", help="Save the patched model here."),
+    device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:1, mps."),
+) -> None:
+    """Add a patch's weight changes to the model it was made for (another model is refused)."""
+    from goldenlayers.editing import apply_patch, load_patch
+    from goldenlayers.editing.session import save_model
+    from goldenlayers.models import load_model
+
+    loaded = load_patch(file)
+    handle = load_model(model, device=device)
+    apply_patch(handle, loaded)
+    console.print(f"applied {loaded.editor} patch ({len(loaded.requests)} requests) to layers "
+                  f"{list(loaded.layers)} of {handle.name}")
+    if out:
+        console.print(f"saved the patched model to {save_model(handle, out)}")
+
+
+@patch_app.command("remove")
+def patch_remove(
+    file: str = typer.Argument(..., help="The patch file."),
+    model: str = typer.Option(..., "--model", help="A model the patch is applied to."),
+    out: str = typer.Option(None, "--out", help="Save the model without the patch here."),
+    device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:1, mps."),
+) -> None:
+    """Subtract a patch's weight changes and say how far the weights are from the original."""
+    from goldenlayers.editing import load_patch, remove_patch
+    from goldenlayers.editing.session import save_model
+    from goldenlayers.models import load_model
+
+    loaded = load_patch(file)
+    handle = load_model(model, device=device)
+    console.print(f"layers {list(loaded.layers)} of {handle.name}: "
+                  f"{remove_patch(handle, loaded).describe()}")
+    if out:
+        console.print(f"saved the model to {save_model(handle, out)}")
+
+
 def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
