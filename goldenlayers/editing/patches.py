@@ -26,7 +26,7 @@ from goldenlayers.editing.restore import Snapshot
 from goldenlayers.models.handle import ModelHandle
 
 FORMAT = "goldenlayers-patch/1"
-SAMPLE_SIZE = 4096
+SAMPLE_SIZE = 1024
 
 
 @dataclass(frozen=True)
@@ -42,7 +42,8 @@ class Patch:
     editor: str
     model_name: str
     fingerprint: str
-    edited_fingerprint: str | None
+    edited_fingerprint: str | None  # current_fingerprint of the edited weights
+    weights_fingerprint: str | None  # current_fingerprint of the weights before the edit
     requests: tuple[dict, ...]
     config: dict
     originals: dict[int, OriginalSample]
@@ -74,20 +75,30 @@ def weight_digest(tensor: torch.Tensor) -> str:
 
 
 def current_fingerprint(handle: ModelHandle) -> str:
-    """The fingerprint of the weights as they are now (``handle.fingerprint`` is fixed at load)."""
-    return type(handle).fingerprint.func(handle)
+    """Identifies the weights as they are now, like ``handle.fingerprint`` (fixed at load) but from
+    the weights and shapes alone: a saved and reloaded copy has another config ``_name_or_path``."""
+    adapter, model = handle.adapter, handle.model
+    digest = hashlib.sha256()
+    samples = [model.get_submodule(adapter.embedding).weight]
+    samples += [adapter.edit_weight_out_in(model, layer) for layer in (0, handle.num_layers - 1)]
+    for tensor in samples:
+        digest.update(str(tuple(tensor.shape)).encode())
+        digest.update(tensor[:8].detach().float().cpu().numpy().tobytes())
+    return digest.hexdigest()[:16]
 
 
 def _sample(tensor: torch.Tensor, layer: int) -> OriginalSample:
     generator = torch.Generator().manual_seed(layer)
     index = torch.randint(0, tensor.numel(), (min(SAMPLE_SIZE, tensor.numel()),), generator=generator)
     flat = tensor.detach().reshape(-1).cpu()
-    return OriginalSample(weight_digest(tensor), index, flat[index].clone())
+    return OriginalSample(weight_digest(tensor), index.int(), flat[index].clone())
 
 
 def save_patch(result: EditResult, path: str | Path, original: Snapshot | None = None,
-               edited_fingerprint: str | None = None) -> Path:
-    """Write ``result`` as a patch. ``original``: a snapshot taken before the edit (restore.py)."""
+               edited_fingerprint: str | None = None, weights_fingerprint: str | None = None) -> Path:
+    """Write ``result`` as a patch. ``original``: a snapshot taken before the edit (restore.py);
+    ``weights_fingerprint`` / ``edited_fingerprint``: ``current_fingerprint`` of the model before
+    and after the edit, so that a saved copy of either is recognised."""
     path = Path(path)
     tensors: dict[str, torch.Tensor] = {}
     for update in result.updates:
@@ -102,6 +113,7 @@ def save_patch(result: EditResult, path: str | Path, original: Snapshot | None =
     metadata = {
         "format": FORMAT, "editor": result.editor, "model": result.model_name,
         "fingerprint": result.model_fingerprint, "edited_fingerprint": edited_fingerprint or "",
+        "weights_fingerprint": weights_fingerprint or "",
         "layers": json.dumps([u.layer for u in result.updates]),
         "requests": json.dumps([dataclasses.asdict(r) for r in result.requests]),
         "config": json.dumps(result.config),
@@ -132,12 +144,15 @@ def load_patch(path: str | Path) -> Patch:
     return Patch(updates=updates, editor=metadata["editor"], model_name=metadata["model"],
                  fingerprint=metadata["fingerprint"],
                  edited_fingerprint=metadata.get("edited_fingerprint") or None,
+                 weights_fingerprint=metadata.get("weights_fingerprint") or None,
                  requests=tuple(json.loads(metadata["requests"])),
                  config=json.loads(metadata["config"]), originals=originals)
 
 
 def _check_model(handle: ModelHandle, patch: Patch, accepted: tuple[str | None, ...]) -> None:
-    if handle.fingerprint not in accepted:
+    """The model must be the patch's: its load-time fingerprint, or its weights' fingerprint, is
+    one of ``accepted`` (the original's, and for removal the edited one's)."""
+    if handle.fingerprint != patch.fingerprint and current_fingerprint(handle) not in accepted:
         raise PatchError(
             f"this patch was made for model {patch.model_name!r} (fingerprint {patch.fingerprint}), "
             f"not for {handle.name!r} (fingerprint {handle.fingerprint}); refusing to apply it")
@@ -150,14 +165,14 @@ def _check_model(handle: ModelHandle, patch: Patch, accepted: tuple[str | None, 
 
 def apply_patch(handle: ModelHandle, patch: Patch) -> None:
     """Add the patch's deltas to the model it was made for."""
-    _check_model(handle, patch, (patch.fingerprint,))
+    _check_model(handle, patch, (patch.weights_fingerprint,))
     for update in patch.updates:
         add_update(handle, update)
 
 
 def remove_patch(handle: ModelHandle, patch: Patch) -> RemovalReport:
     """Subtract the patch's deltas; say how far the weights then are from the original."""
-    _check_model(handle, patch, (patch.fingerprint, patch.edited_fingerprint))
+    _check_model(handle, patch, (patch.weights_fingerprint, patch.edited_fingerprint))
     for update in patch.updates:
         add_update(handle, update, sign=-1.0)
     if not patch.originals:
@@ -166,7 +181,7 @@ def remove_patch(handle: ModelHandle, patch: Patch) -> RemovalReport:
     for layer, sample in patch.originals.items():
         weight = handle.adapter.edit_weight(handle.model, layer)
         identical &= weight_digest(weight) == sample.sha256
-        now = weight.detach().reshape(-1).cpu()[sample.index].double()
+        now = weight.detach().reshape(-1).cpu()[sample.index.long()].double()
         error = (now - sample.values.double()).abs()
         abs_error = max(abs_error, float(error.max()))
         scale = float(sample.values.double().abs().max().clamp(min=1e-12))

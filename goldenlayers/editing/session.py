@@ -15,6 +15,7 @@ from typing import Any
 
 from goldenlayers.data.records import EditRequest
 from goldenlayers.editing.base import EditResult, Editor
+from goldenlayers.editing.patches import current_fingerprint
 from goldenlayers.editing.restore import Snapshot, snapshot
 from goldenlayers.models.handle import ModelHandle, greedy_continuations
 
@@ -48,6 +49,7 @@ class EditSession:
     means_before: dict[str, float]
     means_after: dict[str, float]
     original: Snapshot  # the touched weights before the edit (for patches)
+    weights_fingerprint: str  # patches.current_fingerprint before the edit
 
     @property
     def seconds_per_edit(self) -> float:
@@ -94,13 +96,15 @@ def edit_and_check(handle: ModelHandle, editor: Editor, requests: list[EditReque
     before, means_before = _metrics(handle, requests, pre)
     answers_before = greedy_continuations(handle, prompts, ANSWER_TOKENS)
     original = snapshot(handle, editor.layers_for(handle, layer))
+    weights_fingerprint = current_fingerprint(handle)
     result = editor.apply(handle, requests, layer)
     answers_after = greedy_continuations(handle, prompts, ANSWER_TOKENS)
     after, means_after = _metrics(handle, requests, pre)
     outcomes = [RequestOutcome(r.case_id, r.prompt, r.subject, r.target_new, a, b,
                                before.get(r.case_id, {}), after.get(r.case_id, {}))
                 for r, a, b in zip(requests, answers_before, answers_after)]
-    return EditSession(result, layer, outcomes, means_before, means_after, original)
+    return EditSession(result, layer, outcomes, means_before, means_after, original,
+                       weights_fingerprint)
 
 
 def save_model(handle: ModelHandle, folder: str | Path) -> Path:
