@@ -68,13 +68,13 @@ def study(
     editor: str = typer.Option("r-rome", "--editor", help="rome, r-rome, emmet or memit."),
     proxy_fraction: float = typer.Option(0.1, "--proxy-fraction", help="Share of each data set "
                                          "that is proxy (seeded split); the rest is test."),
-    test_size: int = typer.Option(8, "--test-size", help="Test requests per data set (0: all)."),
-    proxy_size: int = typer.Option(4, "--proxy-size", help="Proxy requests per data set (0: all)."),
+    test_size: int = typer.Option(6, "--test-size", help="Test requests per data set (0: all)."),
+    proxy_size: int = typer.Option(3, "--proxy-size", help="Proxy requests per data set (0: all)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the split and of every unit."),
-    layers: str = typer.Option("all", "--layers", help="Layers to brute-force: all, all:2, "
-                               "0-29:3, 4,8,12."),
-    metrics: str = typer.Option(None, "--metrics", help="Only these metrics (comma-separated); "
-                                "default: all that each data set supports."),
+    layers: str = typer.Option("auto", "--layers", help="Layers to brute-force: auto (all up to "
+                               "12 layers, else about 10 evenly spaced), all, all:2, 0-29:3, 4,8,12."),
+    metrics: str = typer.Option(None, "--metrics", help="Metrics, comma-separated, or all; "
+                                "default: each data set's teacher-forced ones (no fluency)."),
     executor: str = typer.Option("local", "--executor", help="local (this process) or ray."),
     workers: int = typer.Option(None, "--workers", help="Ray actors (default: one per CPU)."),
     ray_address: str = typer.Option(None, "--ray-address", help="Existing Ray cluster "

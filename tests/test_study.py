@@ -35,6 +35,8 @@ def test_parse_layers_forms():
     assert parse_layers("all:2", 6) == [0, 2, 4]
     assert parse_layers("1,3-5", 6) == [1, 3, 4, 5]
     assert parse_layers("0-29:3,29", 30) == [0, 3, 6, 9, 12, 15, 18, 21, 24, 27, 29]
+    assert parse_layers("auto", 4) == [0, 1, 2, 3]  # every layer of a small model
+    assert parse_layers("auto", 30) == list(range(0, 30, 3))  # about ten of a large one
 
 
 @pytest.mark.parametrize("spec, message", [("7", "layers 0-5"), ("x", "cannot read"),
@@ -69,7 +71,7 @@ def test_store_refuses_a_run_directory_with_other_settings(tmp_path):
     with pytest.raises(SettingsMismatch) as error:
         ResultsStore.open(tmp_path, other)
     assert "seed: 0 there, 1 now" in str(error.value)
-    assert "test_size: 8 there, 3 now" in str(error.value)
+    assert "test_size: 6 there, 3 now" in str(error.value)
     assert "proxy_size" not in str(error.value)
 
 
@@ -233,17 +235,14 @@ EDITOR = {"v_num_grad_steps": 8, "n_context_templates": 2, "clamp_norm_factor": 
           "v_weight_decay": 0.0, "v_lr": 1.0}
 E2E_ARGS = ["--model", "tiny-llama", "--data", "counterfact,zsre", "--test-size", "2",
             "--proxy-size", "1", "--seed", "0", "--layers", "all",
-            "--metrics", "rewrite_accuracy,rephrase_accuracy,locality,portability",
             *(f"--set={key}={value}" for key, value in EDITOR.items())]
-# Fluency (100 generated tokens per edit) is left out here to keep these tests short; the synthetic
-# store above covers its table.
+# The default metrics leave fluency out (100 generated tokens per edit); the synthetic store above
+# covers its table.
 
 
 def _settings(**changes):
     values = dict(model="tiny-llama", datasets=("counterfact", "zsre"), test_size=2, proxy_size=1,
-                  seed=0, layers="all",
-                  metrics=("rewrite_accuracy", "rephrase_accuracy", "locality", "portability"),
-                  editor_overrides=EDITOR)
+                  seed=0, layers="all", editor_overrides=EDITOR)
     return StudySettings(**{**values, **changes})
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from goldenlayers.data.records import EditRequest
 from goldenlayers.errors import GoldenLayersError
+from goldenlayers.evaluate import DEFAULT_METRICS
 from goldenlayers.models import ModelHandle, load_model
 from goldenlayers.study.executor import EditTask, WorkerSpec, make_executor, seed_everything
 from goldenlayers.study.settings import LOCATORS, StudySettings
@@ -62,7 +63,8 @@ def plan_datasets(settings: StudySettings) -> list[DatasetPlan]:
         if not proxy or not test:
             raise GoldenLayersError(f"data set {name!r} gives {len(proxy)} proxy and {len(test)} test "
                                     f"requests at proxy fraction {settings.proxy_fraction}; need both")
-        metrics = tuple(m for m in dataset.metrics if settings.metrics is None or m in settings.metrics)
+        wanted = DEFAULT_METRICS if settings.metrics is None else settings.metrics
+        metrics = tuple(m for m in dataset.metrics if m in wanted)
         plans.append(DatasetPlan(name, metrics, tuple(proxy), tuple(test)))
     return plans
 

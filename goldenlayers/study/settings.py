@@ -6,6 +6,7 @@ the number of workers are not (they change how fast, not what).
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field, fields
 
 from goldenlayers.errors import GoldenLayersError
@@ -16,7 +17,11 @@ LOCATORS = ("lga", "cma")
 
 @dataclass(frozen=True)
 class StudySettings:
-    """``layers``: "all", "all:2" (every 2nd layer), "4,8,12", "0-11", "0-29:3", or a mix.
+    """``layers``: "auto" (every layer up to 12, else every ceil(L/10)-th: about ten layers), "all",
+    "all:2" (every 2nd layer), "4,8,12", "0-11", "0-29:3", or a mix.
+
+    ``metrics``: None for each data set's teacher-forced metrics (fluency generates 100 tokens per
+    edit, so it is asked for by name, as in ``goldenlayers.evaluate``); "all" for every metric.
 
     ``test_size`` and ``proxy_size`` cap the test and proxy requests taken per data set from a
     seeded ``proxy_fraction`` split (None: all of them).
@@ -26,10 +31,10 @@ class StudySettings:
     datasets: tuple[str, ...]
     editor: str = "r-rome"
     proxy_fraction: float = 0.1
-    test_size: int | None = 8
-    proxy_size: int | None = 4
+    test_size: int | None = 6
+    proxy_size: int | None = 3
     seed: int = 0
-    layers: str = "all"
+    layers: str = "auto"
     dtype: str = "float32"
     metrics: tuple[str, ...] | None = None  # None: every metric each data set supports
     editor_overrides: dict[str, object] = field(default_factory=dict)
@@ -40,7 +45,8 @@ class StudySettings:
         if isinstance(self.datasets, str):
             object.__setattr__(self, "datasets", tuple(split_names(self.datasets)))
         if isinstance(self.metrics, str):
-            object.__setattr__(self, "metrics", tuple(split_names(self.metrics)))
+            names = METRICS if self.metrics == "all" else tuple(split_names(self.metrics))
+            object.__setattr__(self, "metrics", names)
         if self.metrics is not None:
             unknown = [name for name in self.metrics if name not in METRICS]
             if unknown:
@@ -118,6 +124,9 @@ def parse_layers(spec: str, num_layers: int | None) -> list[int]:
 
 def _parse_item(item: str, spec: str, num_layers: int | None) -> range:
     span, _, step_text = item.partition(":")
+    if span == "auto" and not step_text:
+        step_text = "1" if num_layers is None or num_layers <= 12 else str(math.ceil(num_layers / 10))
+        span = "all"
     try:
         step = int(step_text) if step_text else 1
         if span == "all":
@@ -128,7 +137,8 @@ def _parse_item(item: str, spec: str, num_layers: int | None) -> range:
             start = stop = int(span)
     except ValueError:
         raise GoldenLayersError(
-            f"--layers {spec!r}: cannot read {item!r}; use all, all:2, 4,8,12, 0-11 or 0-29:3") from None
+            f"--layers {spec!r}: cannot read {item!r}; use auto, all, all:2, 4,8,12, 0-11 or 0-29:3"
+        ) from None
     if step < 1 or stop < start:
         raise GoldenLayersError(f"--layers {spec!r}: {item!r} is an empty range")
     return range(start, stop + 1, step)
