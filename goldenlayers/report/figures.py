@@ -27,7 +27,8 @@ def heatmap(results: StudyResults) -> bytes:
     """Test rewrite accuracy per layer and data set (the study's layers); stars: test-optimal
     layers; yellow band: the proxy-union golden layer; boxes: each data set's proxy golden layer."""
     layers = list(results.settings["resolved_layers"])
-    values = np.array([[results.test[d].score_at(PRIMARY, l) for l in layers] for d in results.datasets])
+    values = np.array([[results.test[d].score_at(PRIMARY, layer) for layer in layers]
+                       for d in results.datasets])
     figure, axis = plt.subplots(figsize=(max(6, 0.45 * len(layers) + 2), 0.6 * len(results.datasets) + 1.6))
     image = axis.imshow(values, aspect="auto", cmap="Blues", vmin=0, vmax=max(1e-9, float(np.nanmax(values))))
     figure.colorbar(image, ax=axis, label="test rewrite accuracy")
@@ -43,7 +44,7 @@ def heatmap(results: StudyResults) -> bytes:
         if proxy_layer in layers:
             axis.add_patch(Rectangle((layers.index(proxy_layer) - 0.5, row - 0.5), 1, 1, fill=False,
                                      edgecolor="black", linewidth=2, zorder=3))
-    axis.set_xticks(range(len(layers)), [str(l) for l in layers])
+    axis.set_xticks(range(len(layers)), [str(layer) for layer in layers])
     axis.set_yticks(range(len(results.datasets)), list(results.datasets))
     axis.set_xlabel("layer")
     axis.set_title("Test rewrite accuracy: ★ test-optimal, band = proxy-union golden, box = proxy golden",
@@ -63,7 +64,7 @@ def layer_scores(results: StudyResults, dataset: str) -> bytes:
         layers = np.arange(len(record.scores))
         axis.plot(layers, record.scores, marker="o", color="tab:green" if method == "lga" else "tab:purple")
         if record.excluded:
-            axis.scatter(record.excluded, [record.scores[l] for l in record.excluded], marker="x",
+            axis.scatter(record.excluded, [record.scores[layer] for layer in record.excluded], marker="x",
                          color="red", zorder=3, label="excluded by the fences")
             axis.legend(fontsize=8)
         axis.set_ylabel(label)

@@ -219,7 +219,7 @@ def agreement(test: Grid, proxy: Grid, record: LocateRecord, settings: dict) -> 
     grid_layers = [layer for layer in settings["resolved_layers"] if layer in test.layers]
     return Agreement(test.dataset, record.unit.method, layer, accuracy, golden_accuracy,
                      golden_accuracy - accuracy, rank,
-                     spearman(oriented[grid_layers], [test.score_at(PRIMARY, l) for l in grid_layers]),
+                     spearman(oriented[grid_layers], [test.score_at(PRIMARY, g) for g in grid_layers]),
                      spearman(oriented[list(proxy.layers)], proxy.layer_means(PRIMARY)))
 
 
