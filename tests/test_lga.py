@@ -13,7 +13,8 @@ import torch
 from goldenlayers.data import EditRequest
 from goldenlayers.locate import LayerScores, LocateError, get_locator
 from goldenlayers.locate.fences import excluded_layers, golden_layer, rank_layers, tukey_fences
-from goldenlayers.locate.lga import batch_inner_products, first_word, gram_inner_products, old_answers
+from goldenlayers.locate.answers import first_word, old_answers
+from goldenlayers.locate.lga import batch_inner_products, gram_inner_products
 from goldenlayers.models import load_model
 from goldenlayers.models.handle import greedy_continuations, target_nll
 
@@ -178,3 +179,16 @@ def test_ties_go_to_the_shallower_layer_and_fence_values_are_kept():
     on_fence = [0.0, 1.0, 2.0, 3.0, 4.5]  # Q1 = 1, Q3 = 3, IQR = 2: k = 0.75 puts 4.5 on the fence
     assert excluded_layers(on_fence, 0.75) == []
     assert excluded_layers([1.0, math.nan, 2.0], 1.0) == [1]
+
+
+@pytest.mark.slow
+def test_fast_inner_product_matches_autograd_on_smollm2(smollm2):
+    """In float32 on the real model, to within 1e-4 of the gradients' norms (cosine scale)."""
+    prompts, new, old = PROMPTS[:2], NEW[:2], OLD[:2]
+    fast = batch_inner_products(smollm2, prompts, new, old, "edit-matrix").cpu()  # (3, B, L)
+    for i in range(2):
+        exact = explicit_inner_products(smollm2, prompts[i], new[i], old[i], "edit-matrix")
+        scale = (fast[1, i] * fast[2, i]).sqrt()
+        assert ((fast[0, i] - exact).abs() / scale).max().item() < 1e-4
+    scores = get_locator("lga", batch_size=2).locate(smollm2, _requests(4))
+    assert scores.golden_layer not in scores.excluded and len(scores.scores) == 30

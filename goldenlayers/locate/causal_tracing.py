@@ -16,9 +16,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from goldenlayers.locate.answers import old_answers
 from goldenlayers.locate.base import (LayerScores, LocateError, Locator, check_positive, register,
                                       summarise)
-from goldenlayers.locate.lga import old_answers
 from goldenlayers.locate.measure import measure
 from goldenlayers.models.handle import ModelHandle, apply_head, hidden_states, last_prompt_logits
 from goldenlayers.models.hooks import trace
@@ -206,7 +206,8 @@ class CausalTracingLocator(Locator):
             peak_memory_bytes=cost.peak_memory_bytes, settings=self.settings_dict(),
             request_ids=[str(requests[i].case_id) for i in used], notes=notes)
 
-    def _facts(self, handle: ModelHandle, requests, answers: list[str]) -> tuple[list[int], list[str]]:
+    def _facts(self, handle: ModelHandle, requests,
+               answers: list[str]) -> tuple[list[int], list[str]]:
         """Indices of the facts to trace, and a note saying which were chosen and why."""
         with_answer = [i for i, answer in enumerate(answers) if answer]
         if not with_answer:

@@ -15,18 +15,18 @@ losses gives each row's own gradients).
 from __future__ import annotations
 
 import logging
-import string
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
+from goldenlayers.locate.answers import old_answers
 from goldenlayers.locate.base import (LayerScores, LocateError, Locator, check_choice,
                                       check_positive, register, summarise)
 from goldenlayers.locate.fences import DIRECTIONS
 from goldenlayers.locate.measure import measure
-from goldenlayers.models.handle import ModelHandle, greedy_continuations, target_nll
+from goldenlayers.models.handle import ModelHandle, target_nll
 from goldenlayers.models.hooks import trace
 from goldenlayers.progress import track
 
@@ -57,7 +57,7 @@ class LGASettings:
             check_positive(name, getattr(self, name))
 
 
-# --- the math --------------------------------------------------------------------------------------
+# --- the math -------------------------------------------------------------------------------------
 
 
 def gram(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -79,7 +79,7 @@ def masked(keys: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
     return keys * attention_mask.unsqueeze(-1).to(keys.dtype)
 
 
-# --- where the gradients are taken -----------------------------------------------------------------
+# --- where the gradients are taken ----------------------------------------------------------------
 
 
 def layer_sites(handle: ModelHandle, weights: str) -> dict[str, tuple[int, nn.Module]]:
@@ -111,7 +111,8 @@ class GramAccumulator:
         self.b = attention_mask.shape[0] // 2
         self.key_grams: dict[str, tuple[torch.Tensor, ...]] = {}
         # [<g_new, g_old>, |g_new|^2, |g_old|^2] per request and layer: (3, B, L)
-        self.out = torch.zeros(3, self.b, num_layers, dtype=torch.float64, device=attention_mask.device)
+        self.out = torch.zeros(3, self.b, num_layers, dtype=torch.float64,
+                               device=attention_mask.device)
 
     def on_keys(self, name: str, keys: torch.Tensor) -> None:
         k_new, k_old = masked(keys, self.mask).split(self.b)  # (B, T, d_in) each
@@ -144,32 +145,9 @@ def batch_inner_products(handle: ModelHandle, prompts: Sequence[str], new: Seque
                   on_input=grams.on_keys, on_output_grad=grams.on_grads):
         target_nll(handle, batch).sum().backward()
     if grams.key_grams:
-        raise LocateError(f"no gradient reached {next(iter(grams.key_grams))}: it does not feed the loss")
+        missing = next(iter(grams.key_grams))
+        raise LocateError(f"no gradient reached {missing}: it does not feed the loss")
     return grams.out
-
-
-# --- old answers for requests that have none ----------------------------------------------------
-
-
-def first_word(text: str) -> str:
-    """The first whitespace-separated word of a continuation, without surrounding punctuation."""
-    words = text.split()
-    return words[0].strip(string.punctuation + "“”‘’") if words else ""
-
-
-def old_answers(handle: ModelHandle, requests, max_new_tokens: int) -> tuple[list[str], list[str]]:
-    """Each request's old answer: the data set's, else the first word of the model's greedy
-    continuation of the prompt (empty when the model continues with no word). Returns notes too."""
-    missing = [i for i, r in enumerate(requests) if r.target_old is None]
-    answers = [r.target_old or "" for r in requests]
-    if not missing:
-        return answers, []
-    texts = greedy_continuations(handle, [requests[i].prompt for i in missing], max_new_tokens)
-    for i, text in zip(missing, texts):
-        answers[i] = first_word(text)
-    note = (f"{len(missing)} of {len(requests)} requests have no old answer: used the first word of "
-            f"the model's greedy {max_new_tokens}-token continuation")
-    return answers, [note]
 
 
 # --- the locator ---------------------------------------------------------------------------------
