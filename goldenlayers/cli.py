@@ -120,6 +120,63 @@ def report(
     console.print(f"Wrote {files.markdown}, {files.html} and {len(files.figures)} figures.")
 
 
+@app.command()
+def locate(
+    model: str = typer.Option("smollm2-135m", "--model", help="Preset, Hugging Face id or folder."),
+    data: str = typer.Option("counterfact", "--data", help="Bundled data set name or a file path."),
+    proxy: int = typer.Option(32, "--proxy", help="Proxy requests, drawn from the data (seeded)."),
+    method: str = typer.Option("lga", "--method", help="lga, cma or brute-force."),
+    editor: str = typer.Option("r-rome", "--editor", help="Editor of brute force and --verify."),
+    top_k: int = typer.Option(5, "--top-k", help="How many best layers the result lists."),
+    json_out: str = typer.Option(None, "--json", help="Write the result as JSON to this file."),
+    plot: str = typer.Option(None, "--plot", help="Write a bar chart of the scores (PNG)."),
+    verify: int = typer.Option(0, "--verify", help="Edit N held-out requests at the golden layer "
+                               "and print their metrics."),
+    device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:1, mps."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the proxy draw and of causal tracing."),
+    fence_k: float = typer.Option(1.0, "--fence-k", help="LGA: Tukey's fence k (< 0: no fences)."),
+    direction: str = typer.Option("argmax", "--direction", help="LGA: argmax or argmin."),
+    weights: str = typer.Option("edit-matrix", "--weights", help="LGA: edit-matrix or mlp."),
+) -> None:
+    """Rank the model's layers for editing on a proxy set and name the golden layer."""
+    import json
+    from dataclasses import asdict
+
+    from goldenlayers.data import load_dataset
+    from goldenlayers.locate import get_locator, locator_settings, proxy_split, verify_at_layer
+    from goldenlayers.locate.render import layer_table, metrics_table, plot_layer_scores
+    from goldenlayers.models import load_model
+
+    handle = load_model(model, device=device)
+    dataset = load_dataset(data)
+    parts = proxy_split(dataset.requests, proxy, seed)
+    settings = locator_settings(method, top_k=top_k, seed=seed, editor=editor, direction=direction,
+                                fence_k=None if fence_k < 0 else fence_k, weights=weights)
+    scores = get_locator(method, **settings).locate(handle, parts.proxy)
+    console.print(layer_table(scores, f"{method} on {handle.name}, {len(parts.proxy)} "
+                                      f"{dataset.name} requests"))
+    console.print(f"golden layer [bold yellow]{scores.golden_layer}[/]; top {len(scores.top_k)}: "
+                  f"{scores.top_k}; {scores.seconds:.1f} s on {handle.device}")
+    console.print(f"excluded as outliers: {scores.excluded or 'none'}")
+    for note in scores.notes:
+        console.print(f"note: {note}")
+    result = {**scores.to_dict(), "data": dataset.name, "proxy": len(parts.proxy), "seed": seed}
+    if verify > 0:
+        held_out = parts.held_out[:verify]
+        if not held_out:
+            raise GoldenLayersError("--verify needs held-out requests: the proxy set used them all")
+        rows = verify_at_layer(handle, held_out, scores.golden_layer, editor)
+        console.print(metrics_table(rows, scores.golden_layer, editor))
+        result["verify"] = {"editor": editor, "layer": scores.golden_layer,
+                            "per_request": [asdict(row) for row in rows]}
+    if json_out:
+        with open(json_out, "w") as file:
+            json.dump(result, file, indent=2)
+        console.print(f"wrote {json_out}")
+    if plot:
+        console.print(f"wrote {plot_layer_scores(scores, plot)}")
+
+
 def parse_layer(text: str, handle) -> int:
     """The --layer option: a layer number (``auto``, the located golden layer, comes later)."""
     if text.strip().lower() == "auto":

@@ -1,0 +1,132 @@
+"""The main job around the locators: a proxy set drawn from a data set, the golden layer cached on
+disk for ``goldenlayers edit --layer auto``, and a check of the chosen layer on held-out requests.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from goldenlayers.data import load_dataset, split
+from goldenlayers.editing import get_editor
+from goldenlayers.evaluate import RequestMetrics, compute_pre_edit, evaluate
+from goldenlayers.locate.base import LayerScores, LocateError, get_locator
+from goldenlayers.models.handle import ModelHandle
+from goldenlayers.models.load import cache_dir
+from goldenlayers.progress import track
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PROXY = 32
+CACHE_FORMAT = 1  # bump when LayerScores or the cache key changes meaning
+
+
+@dataclass
+class ProxySplit:
+    proxy: list  # EditRequest
+    held_out: list
+
+
+def proxy_split(requests, n: int, seed: int = 0) -> ProxySplit:
+    """n requests for the proxy set (seeded, via data.split) and the rest held out."""
+    requests = list(requests)
+    if n < 1:
+        raise LocateError(f"the proxy set needs at least one request, not {n}")
+    if n >= len(requests):
+        log.warning("proxy size %d >= the %d requests available: using all, none held out",
+                    n, len(requests))
+        return ProxySplit(requests, [])
+    parts = split(requests, proxy_fraction=n / len(requests), seed=seed)
+    return ProxySplit(parts.proxy, parts.test)
+
+
+# --- the golden layer, cached --------------------------------------------------------------------
+
+
+def _dataset_identity(dataset) -> str:
+    """The data set's name plus a hash of its file, so a changed file is a new cache entry."""
+    if dataset.path is None or not Path(dataset.path).is_file():
+        return dataset.name
+    digest = hashlib.sha256(Path(dataset.path).read_bytes()).hexdigest()[:16]
+    return f"{dataset.name}:{digest}"
+
+
+def _cache_file(handle: ModelHandle, identity: str, method: str, settings: dict[str, Any]) -> Path:
+    key = json.dumps({"format": CACHE_FORMAT, "model": handle.fingerprint, "data": identity,
+                      "method": method, "settings": settings}, sort_keys=True, default=str)
+    digest = hashlib.sha256(key.encode()).hexdigest()[:20]
+    return cache_dir() / "golden-layers" / f"{handle.fingerprint}-{method}-{digest}.json"
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor, staging = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
+    try:
+        with os.fdopen(descriptor, "w") as file:
+            file.write(text)
+        os.replace(staging, path)
+    finally:
+        if os.path.exists(staging):
+            os.unlink(staging)
+
+
+def layer_scores_cached(handle: ModelHandle, dataset_name: str,
+                        settings: dict[str, Any] | None = None, *,
+                        method: str = "lga") -> LayerScores:
+    """Locate on the data set's proxy set once per (model fingerprint, data set, settings).
+
+    ``settings``: the locator's settings plus ``proxy`` (size, default 32) and ``seed`` (of the
+    proxy split, default 0). The result is kept as JSON under the goldenlayers cache folder.
+    """
+    settings = dict(settings or {})
+    n, seed = settings.pop("proxy", DEFAULT_PROXY), settings.pop("seed", 0)
+    locator = get_locator(method, **settings)  # validates the settings before any work
+    dataset = load_dataset(dataset_name)
+    full = {**locator.settings_dict(), "proxy": n, "seed": seed}
+    path = _cache_file(handle, _dataset_identity(dataset), method, full)
+    if path.exists():
+        log.info("golden layer from the cache: %s", path)
+        return LayerScores.from_dict(json.loads(path.read_text()))
+    scores = locator.locate(handle, proxy_split(dataset.requests, n, seed).proxy)
+    _write_atomically(path, scores.to_json())
+    return scores
+
+
+def golden_layer_cached(handle: ModelHandle, dataset_name: str,
+                        settings: dict[str, Any] | None = None) -> int:
+    """The LGA golden layer for ``edit --layer auto`` (see ``layer_scores_cached``)."""
+    return layer_scores_cached(handle, dataset_name, settings, method="lga").golden_layer
+
+
+# --- checking the chosen layer -------------------------------------------------------------------
+
+
+def verify_at_layer(handle: ModelHandle, requests, layer: int, editor: str = "r-rome",
+                    metrics=None) -> list[RequestMetrics]:
+    """Edit each request alone at ``layer``, score it, restore: one row of metrics per request."""
+    editor_ = get_editor(editor)
+    pre = compute_pre_edit(handle, requests)
+    rows = []
+    for request in track(requests, f"verify at layer {layer}"):
+        with editor_.edited(handle, [request], layer):
+            rows.append(evaluate(handle, [request], pre=pre, metrics=metrics).per_request[0])
+    return rows
+
+
+def locator_settings(method: str, *, top_k: int = 5, seed: int = 0, editor: str = "r-rome",
+                     fence_k: float | None = 1.0, direction: str = "argmax",
+                     weights: str = "edit-matrix") -> dict[str, Any]:
+    """The command line's options as the settings of the chosen method (each takes what it has)."""
+    if method == "lga":
+        return dict(top_k=top_k, fence_k=fence_k, direction=direction, weights=weights)
+    if method == "cma":
+        return dict(top_k=top_k, seed=seed)
+    if method == "brute-force":
+        return dict(top_k=top_k, editor=editor)
+    return {}  # get_locator names the methods that exist

@@ -1,0 +1,125 @@
+"""Showing ``LayerScores``: a rich table of ranked layers with a bar each, and a matplotlib plot."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from rich.table import Table
+from rich.text import Text
+
+from goldenlayers.locate.base import LayerScores
+from goldenlayers.locate.fences import tukey_fences
+
+BLOCKS = " ▏▎▍▌▋▊▉█"
+
+
+def bar(fraction: float, width: int = 24) -> str:
+    """A horizontal bar of ``fraction`` (clipped to 0..1) of ``width`` characters, in eighths."""
+    eighths = round(max(0.0, min(1.0, fraction)) * width * 8)
+    full, part = divmod(eighths, 8)
+    return ("█" * full + (BLOCKS[part] if part else "")).ljust(width)
+
+
+def layer_table(scores: LayerScores, title: str | None = None) -> Table:
+    """Kept layers best first, then the excluded ones; the golden layer and exclusions marked.
+
+    Bars are |score| relative to the largest |score| among the kept layers (red when negative);
+    an excluded outlier beyond that scale is drawn full and marked with an arrow.
+    """
+    kept = scores.ranking()
+    excluded = sorted(scores.excluded, key=lambda layer: -abs(_finite(scores.scores[layer])))
+    scale = max((abs(scores.scores[layer]) for layer in kept), default=0.0) or 1.0
+    table = Table(title=title or f"{scores.method} layer scores: {scores.model}")
+    for column, justify in (("rank", "right"), ("layer", "right"), ("score", "right"),
+                            ("", "left"), ("", "left")):
+        table.add_column(column, justify=justify)
+    for rank, layer in enumerate(kept + excluded, start=1):
+        value = scores.scores[layer]
+        is_excluded = layer in scores.excluded
+        fraction = abs(_finite(value)) / scale
+        colour = "grey50" if is_excluded else ("red" if value < 0 else "green")
+        if layer == scores.golden_layer:
+            colour = "bold yellow"
+        drawn = bar(fraction) + ("▶" if fraction > 1 else " ")
+        mark = ("★ golden" if layer == scores.golden_layer
+                else "excluded (outlier)" if is_excluded else "")
+        table.add_row("–" if is_excluded else str(rank), str(layer), f"{value:.4g}",
+                      Text(drawn, style=colour), mark)
+    return table
+
+
+def _finite(value: float) -> float:
+    return value if math.isfinite(value) else 0.0
+
+
+def plot_layer_scores(scores: LayerScores, path: str | Path) -> Path:
+    """Bar chart of the score per layer: golden layer gold, excluded layers hatched grey, the fences
+    dashed where the method used them. Outliers beyond the kept layers' range are clipped, labelled."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Patch
+
+    layers = range(scores.num_layers)
+    colours = ["goldenrod" if layer == scores.golden_layer else
+               "lightgrey" if layer in scores.excluded else "steelblue" for layer in layers]
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.32 * scores.num_layers), 3.6))
+    values = [_finite(v) for v in scores.scores]
+    bars = ax.bar(list(layers), values, color=colours, edgecolor="black", linewidth=0.4)
+    for layer in scores.excluded:
+        bars[layer].set_hatch("//")
+    low, high = _visible_range(scores, values)
+    ax.set_ylim(low, high)
+    for layer in scores.excluded:
+        if not low <= values[layer] <= high:
+            ax.annotate(f"{values[layer]:.3g}", (layer, high if values[layer] > high else low),
+                        ha="center", va="top" if values[layer] > high else "bottom", fontsize=7,
+                        bbox=dict(facecolor="white", edgecolor="none", pad=1.0))
+    fence_k = scores.settings.get("fence_k")
+    if fence_k is not None:
+        for fence in tukey_fences(scores.scores, fence_k):
+            ax.axhline(fence, linestyle="--", linewidth=0.8, color="grey")
+    ax.legend(handles=[Patch(facecolor="goldenrod", label="golden"),
+                       Patch(facecolor="steelblue", label="kept"),
+                       Patch(facecolor="lightgrey", hatch="//", label="excluded")],
+              fontsize=7, loc="best")
+    ax.set_xlabel("layer")
+    ax.set_ylabel("score")
+    ax.set_title(f"{scores.method}: {scores.model}, golden layer {scores.golden_layer}"
+                 + (f", {len(scores.excluded)} excluded" if scores.excluded else ""))
+    ax.set_xticks(list(layers))
+    ax.tick_params(axis="x", labelsize=7)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=150)
+    plt.close(fig)
+    return path
+
+
+def _visible_range(scores: LayerScores, values: list[float]) -> tuple[float, float]:
+    """y-limits that show the kept layers fully (and zero); clipped outliers are labelled."""
+    kept = [values[layer] for layer in scores.ranking()] or values
+    low, high = min(0.0, *kept), max(0.0, *kept)
+    margin = 0.15 * (high - low or 1.0)
+    return low - (margin if low < 0 else 0.0), high + margin
+
+
+def metrics_table(rows, layer: int, editor: str) -> Table:
+    """Per-request metrics (``RequestMetrics``) of edits at one layer, with their means."""
+    names = [name for name in rows[0].values() if any(r.values()[name] is not None for r in rows)]
+    table = Table(title=f"{editor} edits of {len(rows)} held-out requests at layer {layer}")
+    table.add_column("case")
+    for name in names:
+        table.add_column(name.replace("_", " "), justify="right")
+    for row in rows:
+        values = row.values()
+        table.add_row(str(row.case_id),
+                      *("–" if values[n] is None else f"{values[n]:.3f}" for n in names))
+    means = []
+    for name in names:
+        present = [r.values()[name] for r in rows if r.values()[name] is not None]
+        means.append(f"{sum(present) / len(present):.3f}")
+    table.add_row("mean", *means, style="bold")
+    return table

@@ -1,0 +1,76 @@
+"""The `goldenlayers locate` main job, its JSON and plot, and the cached golden layer for --layer auto."""
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from goldenlayers.cli import app
+from goldenlayers.locate import LocateError, golden_layer_cached, layer_scores_cached, proxy_split
+from goldenlayers.locate import lga as lga_module
+from goldenlayers.locate.render import bar, layer_table
+
+runner = CliRunner()
+
+
+def test_locate_writes_every_key_the_issue_names(tmp_path):
+    out, plot = tmp_path / "out.json", tmp_path / "layers.png"
+    result = runner.invoke(app, ["locate", "--model", "tiny-llama", "--proxy", "4", "--json", str(out),
+                                 "--plot", str(plot)])
+    assert result.exit_code == 0, result.output
+    data = json.loads(out.read_text())
+    for key in ("method", "model", "golden_layer", "scores", "excluded", "seconds", "top_k",
+                "per_request", "peak_memory_bytes", "settings"):
+        assert key in data, key
+    assert data["method"] == "lga" and data["model"] == "tiny-llama" and data["proxy"] == 4
+    assert len(data["scores"]) == 4 and len(data["per_request"]) == 4
+    assert data["golden_layer"] not in data["excluded"]
+    assert f"golden layer {data['golden_layer']}" in result.output and "★ golden" in result.output
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_locate_rejects_an_unknown_method_in_one_line(tmp_path):
+    result = runner.invoke(app, ["locate", "--model", "tiny-llama", "--proxy", "2", "--method", "oracle"])
+    assert result.exit_code != 0
+    assert isinstance(result.exception, LocateError) and "available" in str(result.exception)
+
+
+def test_golden_layer_is_cached_per_model_data_and_settings(tiny_llama, tmp_path, monkeypatch):
+    monkeypatch.setenv("GOLDENLAYERS_CACHE", str(tmp_path))
+    first = golden_layer_cached(tiny_llama, "counterfact", {"proxy": 3})
+    files = list((tmp_path / "golden-layers").glob("*.json"))
+    assert len(files) == 1 and not list((tmp_path / "golden-layers").glob(".*"))
+
+    def no_second_run(*_, **__):
+        raise AssertionError("located again instead of reading the cache")
+
+    monkeypatch.setattr(lga_module.LGALocator, "locate", no_second_run)
+    assert golden_layer_cached(tiny_llama, "counterfact", {"proxy": 3}) == first
+    cached = layer_scores_cached(tiny_llama, "counterfact", {"proxy": 3})
+    assert cached.golden_layer == first and cached.model_fingerprint == tiny_llama.fingerprint
+    with pytest.raises(AssertionError, match="located again"):  # other settings: a new entry
+        golden_layer_cached(tiny_llama, "counterfact", {"proxy": 3, "direction": "argmin"})
+
+
+def test_proxy_split_is_seeded_and_disjoint():
+    requests = list(range(20))
+    a, b = proxy_split(requests, 5, seed=1), proxy_split(requests, 5, seed=1)
+    assert a == b and len(a.proxy) == 5 and sorted(a.proxy + a.held_out) == requests
+    assert proxy_split(requests, 5, seed=2).proxy != a.proxy
+    assert proxy_split(requests, 50).held_out == []
+    with pytest.raises(LocateError):
+        proxy_split(requests, 0)
+
+
+def test_bars_and_table_mark_golden_and_excluded_layers():
+    from rich.console import Console
+
+    from goldenlayers.locate import LayerScores
+
+    assert bar(1.0, 4) == "████" and bar(0.5, 4) == "██  " and bar(2.0, 2) == "██"
+    scores = LayerScores("lga", "m", "f", [1.0, 9.0, 3.0, 2.0], [1], 2, [2, 3], [], 0.1, None, {})
+    console = Console(width=120, record=True)
+    console.print(layer_table(scores))
+    text = console.export_text()
+    assert "★ golden" in text and "excluded (outlier)" in text
+    assert text.index("│     2 │") < text.index("│     3 │") < text.index("│     0 │") < text.index("│     1 │")
