@@ -160,3 +160,10 @@ def test_hub_model_unreachable_offline_is_a_quick_clear_error(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(GoldenLayersError, match="not in the local Hugging Face cache"):
         load_model("gpt2-xl")
+
+
+def test_saved_and_reloaded_model_keeps_its_fingerprint(tiny_llama, tmp_path):
+    tiny_llama.model.save_pretrained(tmp_path)
+    tiny_llama.tokenizer.save_pretrained(tmp_path)
+    assert load_model(str(tmp_path)).fingerprint == tiny_llama.fingerprint
+    assert load_model("tiny-gpt2").fingerprint != tiny_llama.fingerprint

@@ -14,6 +14,12 @@ from goldenlayers.models.adapters import ArchitectureAdapter
 from goldenlayers.models.tokens import TokenBatch, teacher_forced_batch
 
 
+# Where a model was loaded from, and how, says nothing about which weights it has: a saved and
+# reloaded copy must keep its fingerprint.
+_CONFIG_KEYS_NOT_OF_THE_WEIGHTS = {"_name_or_path", "transformers_version", "dtype", "torch_dtype",
+                                   "architectures", "use_cache"}
+
+
 @dataclass
 class ModelHandle:
     model: torch.nn.Module
@@ -38,7 +44,9 @@ class ModelHandle:
         Computed once at load time, before any edit, so caches keyed by it survive in-place edits.
         """
         digest = hashlib.sha256()
-        digest.update(json.dumps(self.model.config.to_dict(), sort_keys=True, default=str).encode())
+        config = {key: value for key, value in self.model.config.to_dict().items()
+                  if key not in _CONFIG_KEYS_NOT_OF_THE_WEIGHTS}
+        digest.update(json.dumps(config, sort_keys=True, default=str).encode())
         samples = [self.model.get_submodule(self.adapter.embedding).weight[:8]]
         for layer in (0, self.num_layers - 1):
             samples.append(self.adapter.edit_weight_out_in(self.model, layer)[:8])
