@@ -24,7 +24,7 @@ def settings_lines(results: StudyResults) -> list[str]:
             f"{s['proxy_size']} proxy and {s['test_size']} test requests",
             f"- brute-forced layers: {', '.join(map(str, s['resolved_layers']))} "
             "(test requests also at the LGA and CMA layers)",
-            f"- Overall: {results.overall_note}",
+            f"- {results.overall_note}",
             f"- failed edits (EditError; left out of the means): {failure_summary(results)}"]
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from goldenlayers.evaluate import LOWER_IS_BETTER, METRICS
 from goldenlayers.study.analysis import StudyResults
 from goldenlayers.study.grids import OVERALL
 
@@ -54,16 +55,20 @@ def table1(results: StudyResults) -> Table:
 
 
 def proxy_vs_test_tables(results: StudyResults) -> list[Table]:
+    """Tables 3-8, one per metric in the paper's order: RwA, RpA, LOC, PRT, FLC, OV."""
+    present = {r.metric for r in results.proxy_vs_test}
     tables = []
-    metrics = dict.fromkeys(r.metric for r in results.proxy_vs_test)
-    for number, metric in enumerate(metrics, start=3):
+    for number, metric in enumerate((m for m in (*METRICS, OVERALL) if m in present), start=3):
+        sign = -1.0 if metric in LOWER_IS_BETTER else 1.0
         rows = tuple((r.dataset, str(r.proxy_layer), fmt(r.proxy_score), str(r.test_layer),
-                      fmt(r.test_score), fmt(r.test_score - r.proxy_score))
+                      fmt(r.test_score), fmt(sign * (r.test_score - r.proxy_score)))
                      for r in results.proxy_vs_test if r.metric == metric)
-        tables.append(Table(f"Table {number}: {TITLES[metric]} on the test set, proxy-selected vs "
-                            "test-selected golden layer",
+        lower = " (lower is better)" if sign < 0 else ""
+        tables.append(Table(f"Table {number}: {TITLES[metric]}{lower} on the test set, "
+                            "proxy-selected vs test-selected golden layer",
                             ("data set", "proxy layer", "score", "test golden layer", "score", "gap"),
-                            rows))
+                            rows, "gap: how much better the test-selected layer scores on the test "
+                                  "set (0 when the layers coincide)."))
     return tables
 
 
