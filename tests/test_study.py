@@ -216,3 +216,20 @@ def test_ray_executor_gives_the_results_of_the_local_one(local_run, tmp_path):
     run = run_study(_settings(), tmp_path / "ray", executor="ray", workers=2, num_cpus=2)
     assert run.done_now == reference.planned
     _assert_same_results(_results(tmp_path / "ray"), _results(reference_dir), tolerance=1e-6)
+
+
+@pytest.mark.slow
+def test_small_study_on_smollm2_edits_at_its_golden_layer(tmp_path):
+    """SmolLM2-135M, one data set, two layers: the golden layer's edits take (R-ROME writes the new
+    answer), and the report names the locators' layers."""
+    settings = StudySettings("smollm2-135m", ("zsre",), test_size=2, proxy_size=1, layers="4,15")
+    run = run_study(settings, tmp_path)
+    assert run.done_now == run.planned
+    files = write_report(tmp_path)
+    results = files.results
+    test = results.test["zsre"]
+    assert test.score_at("rewrite_accuracy", test.golden_layer("rewrite_accuracy")) >= 0.5
+    for method in ("lga", "cma"):
+        layer = results.locators[("zsre", method)].golden_layer
+        assert 0 <= layer < 30 and layer in test.layers  # the test set was edited there too
+    assert f"| zsre | LGA | {results.locators[('zsre', 'lga')].golden_layer} |" in files.markdown.read_text()
