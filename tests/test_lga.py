@@ -183,12 +183,17 @@ def test_ties_go_to_the_shallower_layer_and_fence_values_are_kept():
 
 @pytest.mark.slow
 def test_fast_inner_product_matches_autograd_on_smollm2(smollm2):
-    """In float32 on the real model, to within 1e-4 of the gradients' norms (cosine scale)."""
+    """float32 on the real model, error relative to the gradients' norms (cosine scale): one request
+    alone within 1e-4; a padded batch of two within 1e-3 (float32 attention kernels round padded
+    batches differently by ~1e-4; the float64 tests above show the formula itself is exact)."""
     prompts, new, old = PROMPTS[:2], NEW[:2], OLD[:2]
-    fast = batch_inner_products(smollm2, prompts, new, old, "edit-matrix").cpu()  # (3, B, L)
+    batched = batch_inner_products(smollm2, prompts, new, old, "edit-matrix").cpu()  # (3, B, L)
     for i in range(2):
+        alone = batch_inner_products(smollm2, prompts[i:i + 1], new[i:i + 1], old[i:i + 1],
+                                     "edit-matrix").cpu()[:, 0]
         exact = explicit_inner_products(smollm2, prompts[i], new[i], old[i], "edit-matrix")
-        scale = (fast[1, i] * fast[2, i]).sqrt()
-        assert ((fast[0, i] - exact).abs() / scale).max().item() < 1e-4
+        scale = (alone[1] * alone[2]).sqrt()
+        assert ((alone[0] - exact).abs() / scale).max().item() < 1e-4
+        assert ((batched[0, i] - exact).abs() / scale).max().item() < 1e-3
     scores = get_locator("lga", batch_size=2).locate(smollm2, _requests(4))
     assert scores.golden_layer not in scores.excluded and len(scores.scores) == 30
