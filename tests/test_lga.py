@@ -23,7 +23,7 @@ NEW = ["English and a little Dutch", "Italy", "b c d e f"]
 OLD = ["French", "France", "z"]
 
 
-@pytest.fixture(scope="module", params=["tiny-gpt2", "tiny-llama"])
+@pytest.fixture(scope="module", params=["tiny-gpt2", "tiny-llama", "tiny-gemma3"])
 def tiny64(request):
     return load_model(request.param, dtype=torch.float64)
 
