@@ -177,11 +177,21 @@ def locate(
         console.print(f"wrote {plot_layer_scores(scores, plot)}")
 
 
-def parse_layer(text: str, handle) -> int:
-    """The --layer option: a layer number (``auto``, the located golden layer, comes later)."""
+def parse_layer(text: str, handle, data: str | None = None) -> int:
+    """The --layer option: a layer number, or ``auto`` for the LGA golden layer.
+
+    ``auto`` locates on a bundled data set's proxy set (``--data`` when it names one, else
+    CounterFact: golden layers depend on the model, not the data set) and caches the answer per
+    model fingerprint, data set and settings, so it costs one LGA pass per model.
+    """
+    from goldenlayers.data import BUNDLED
+    from goldenlayers.locate.job import golden_layer_cached
+
     if text.strip().lower() == "auto":
-        raise GoldenLayersError("--layer auto is not available yet; give a layer number "
-                                f"0..{handle.num_layers - 1} (goldenlayers locate finds a good one)")
+        located_on = data if data in BUNDLED else "counterfact"
+        layer = golden_layer_cached(handle, located_on)
+        console.print(f"--layer auto: the LGA golden layer of {handle.name} on {located_on} is {layer}")
+        return layer
     try:
         layer = int(text)
     except ValueError:
@@ -209,7 +219,8 @@ def edit(
     data: str = typer.Option(None, "--data", help="Bundled data set, benchmark file, or a small "
                              "JSON/JSONL/CSV of prompt, subject, target."),
     n: int = typer.Option(1, "--n", help="Edit the first N requests of --data (0: all)."),
-    layer: str = typer.Option(..., "--layer", help="Layer to edit (MEMIT: the last of its window)."),
+    layer: str = typer.Option(..., "--layer", help="Layer to edit (MEMIT: the last of its window), "
+                              "or auto: the LGA golden layer, located once and cached."),
     editor: str = typer.Option("r-rome", "--editor", help="rome, r-rome, emmet or memit."),
     prompt: str = typer.Option(None, "--prompt", help="Prompt with {} for the subject, or "
                                "containing it."),
@@ -236,7 +247,7 @@ def edit(
         raise GoldenLayersError(f"unknown editor {editor!r}; available: {', '.join(sorted(EDITORS))}")
     chosen = get_editor(editor, **EDITORS[editor.lower()].config_class.from_overrides(settings or []))
     handle = load_model(model, device=device, dtype=dtype)
-    session = edit_and_check(handle, chosen, requests, parse_layer(layer, handle))
+    session = edit_and_check(handle, chosen, requests, parse_layer(layer, handle, data))
     console.print(_edit_table(session))
     console.print(f"{sum(o.success for o in session.outcomes)} of {len(session.outcomes)} greedy "
                   f"answers now start with the new target; metrics before {session.means_before}, "

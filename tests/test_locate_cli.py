@@ -74,3 +74,24 @@ def test_bars_and_table_mark_golden_and_excluded_layers():
     text = console.export_text()
     assert "★ golden" in text and "excluded (outlier)" in text
     assert text.index("│     2 │") < text.index("│     3 │") < text.index("│     0 │") < text.index("│     1 │")
+
+
+def test_edit_layer_auto_edits_at_the_cached_lga_golden_layer(tmp_path, monkeypatch):
+    monkeypatch.setenv("GOLDENLAYERS_CACHE", str(tmp_path / "cache"))
+    args = ["edit", "--model", "tiny-llama", "--prompt", "The mother tongue of {} is", "--subject",
+            "Danielle Darrieux", "--target", "English", "--layer", "auto", "--json",
+            str(tmp_path / "e.json"), "--set", "v_num_grad_steps=2", "--set", "n_context_templates=1"]
+    first = runner.invoke(app, args, catch_exceptions=False)
+    assert first.exit_code == 0, first.output
+    from goldenlayers.models import load_model
+
+    expected = golden_layer_cached(load_model("tiny-llama"), "counterfact")
+    assert json.loads((tmp_path / "e.json").read_text())["layer"] == expected
+    assert f"golden layer of tiny-llama on counterfact is {expected}" in first.output
+
+    def no_second_locate(*_, **__):
+        raise AssertionError("--layer auto located again instead of reading its cache")
+
+    monkeypatch.setattr(lga_module.LGALocator, "locate", no_second_locate)
+    again = runner.invoke(app, args, catch_exceptions=False)
+    assert again.exit_code == 0, again.output
