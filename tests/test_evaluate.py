@@ -340,9 +340,8 @@ def test_t_tests_without_spread_and_bad_input():
 
 @pytest.mark.slow
 def test_locality_below_one_after_an_edit_on_smollm2(smollm2):
-    editing = pytest.importorskip("goldenlayers.editing")
-    if not hasattr(editing, "get_editor"):
-        pytest.skip("goldenlayers.editing has no get_editor yet (editors issue not landed)")
+    from goldenlayers import editing
+
     request = EditRequest(
         "eiffel", "The Eiffel Tower is located in the city of", "Eiffel Tower", "Rome",
         locality=(PromptAnswer("The Eiffel Tower was designed by the engineer", "Gustave Eiffel"),
