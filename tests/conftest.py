@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 
 from goldenlayers.models import load_model
 
@@ -47,3 +48,12 @@ def tiny_gemma3():
 @pytest.fixture(scope="session")
 def smollm2():
     return load_model("smollm2-135m")
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny models run many small ops: one thread avoids contention on shared cores."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -27,13 +27,7 @@ REQUEST = EditRequest(case_id="0", prompt="The mother tongue of Danielle Darrieu
 FEW_STEPS = dict(v_num_grad_steps=6, n_context_templates=2, context_template_length=6)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run many small ops: one thread avoids contention on shared cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -22,12 +22,7 @@ REQUEST = EditRequest(case_id="0", prompt="The mother tongue of Danielle Darrieu
 FAST = dict(v_num_grad_steps=4, n_context_templates=2, context_template_length=5)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_patch_round_trip_applies_and_removes(tiny_llama, tmp_path):
