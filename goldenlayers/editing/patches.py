@@ -23,7 +23,7 @@ from safetensors.torch import save_file
 from goldenlayers.editing.base import EditResult, LayerUpdate, add_update
 from goldenlayers.editing.errors import PatchError
 from goldenlayers.editing.restore import Snapshot
-from goldenlayers.models.handle import ModelHandle
+from goldenlayers.models.handle import ModelHandle, weights_digest
 
 FORMAT = "goldenlayers-patch/1"
 SAMPLE_SIZE = 1024
@@ -75,16 +75,8 @@ def weight_digest(tensor: torch.Tensor) -> str:
 
 
 def current_fingerprint(handle: ModelHandle) -> str:
-    """Identifies the weights as they are now, like ``handle.fingerprint`` (fixed at load) but from
-    the weights and shapes alone: a saved and reloaded copy has another config ``_name_or_path``."""
-    adapter, model = handle.adapter, handle.model
-    digest = hashlib.sha256()
-    samples = [model.get_submodule(adapter.embedding).weight]
-    samples += [adapter.edit_weight_out_in(model, layer) for layer in (0, handle.num_layers - 1)]
-    for tensor in samples:
-        digest.update(str(tuple(tensor.shape)).encode())
-        digest.update(tensor[:8].detach().float().cpu().numpy().tobytes())
-    return digest.hexdigest()[:16]
+    """The weights as they are now (``handle.fingerprint`` is fixed at load and includes the config)."""
+    return weights_digest(handle)
 
 
 def _sample(tensor: torch.Tensor, layer: int) -> OriginalSample:

@@ -43,20 +43,28 @@ class ModelHandle:
 
         Computed once at load time, before any edit, so caches keyed by it survive in-place edits.
         """
-        digest = hashlib.sha256()
         config = {key: value for key, value in self.model.config.to_dict().items()
                   if key not in _CONFIG_KEYS_NOT_OF_THE_WEIGHTS}
-        digest.update(json.dumps(config, sort_keys=True, default=str).encode())
-        samples = [self.model.get_submodule(self.adapter.embedding).weight[:8]]
-        for layer in (0, self.num_layers - 1):
-            samples.append(self.adapter.edit_weight_out_in(self.model, layer)[:8])
-        for tensor in samples:
-            digest.update(tensor.detach().float().cpu().numpy().tobytes())
+        digest = hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode())
+        digest.update(weights_digest(self).encode())
         return digest.hexdigest()[:16]
 
     def batch(self, prompts, targets=None, *, subjects=None, padding_side="right") -> TokenBatch:
         return teacher_forced_batch(self.tokenizer, prompts, targets, subjects=subjects,
                                     padding_side=padding_side).to(self.device)
+
+
+def weights_digest(handle: ModelHandle) -> str:
+    """The weights as they are now, from shapes and samples of the embedding and the first and last
+    edit matrix (cheap: it reads 8 rows of each)."""
+    adapter, model = handle.adapter, handle.model
+    samples = [model.get_submodule(adapter.embedding).weight]
+    samples += [adapter.edit_weight_out_in(model, layer) for layer in (0, handle.num_layers - 1)]
+    digest = hashlib.sha256()
+    for tensor in samples:
+        digest.update(str(tuple(tensor.shape)).encode())
+        digest.update(tensor[:8].detach().float().cpu().numpy().tobytes())
+    return digest.hexdigest()[:16]
 
 
 def hidden_states(handle: ModelHandle, batch: TokenBatch) -> torch.Tensor:
