@@ -16,6 +16,9 @@ app = typer.Typer(help="Find the golden layer for knowledge editing, edit there,
                   no_args_is_help=True, pretty_exceptions_enable=False)
 console = Console()
 
+LAYERS_HELP = ("Layers to brute-force; default all (every layer, so the golden layer is the best "
+               "one). Also all:2 (every 2nd), 0-29:3, 4,8,12, or a mix.")
+
 
 @app.callback()
 def _root(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log progress details.")) -> None:
@@ -71,8 +74,11 @@ def study(
     test_size: int = typer.Option(6, "--test-size", help="Test requests per data set (0: all)."),
     proxy_size: int = typer.Option(3, "--proxy-size", help="Proxy requests per data set (0: all)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the split and of every unit."),
-    layers: str = typer.Option("auto", "--layers", help="Layers to brute-force: auto (all up to "
-                               "12 layers, else about 10 evenly spaced), all, all:2, 0-29:3, 4,8,12."),
+    layers: str = typer.Option("all", "--layers", help=LAYERS_HELP),
+    fluency_size: int = typer.Option(0, "--fluency-size", help="Test requests per data set that "
+                                     "also get fluency (seeded; it generates text, so it is slow)."),
+    pool_size: int = typer.Option(0, "--pool-size", help="Extra requests per data set, disjoint "
+                                  "from the test ones, on which LGA's gradients are also stored."),
     metrics: str = typer.Option(None, "--metrics", help="Metrics, comma-separated, or all; "
                                 "default: each data set's teacher-forced ones (no fluency)."),
     executor: str = typer.Option("local", "--executor", help="local (this process) or ray."),
@@ -90,10 +96,11 @@ def study(
     settings = StudySettings(model=model, datasets=data, editor=editor, proxy_fraction=proxy_fraction,
                              test_size=test_size or None, proxy_size=proxy_size or None, seed=seed,
                              layers=layers, dtype=dtype, metrics=metrics,
+                             fluency_size=fluency_size, pool_size=pool_size,
                              editor_overrides=list(editor_settings or ()))
     run = run_study(settings, out, executor=executor, device=device, workers=workers,
                     ray_address=ray_address)
-    console.print(f"{run.planned} units: {run.done_before} were done, {run.done_now} done now "
+    console.print(f"{run.planned} cells: {run.done_before} were done, {run.done_now} done now "
                   f"in {run.seconds:.0f} s. Results in {run.run_dir}; next: "
                   f"[bold]goldenlayers report {run.run_dir}[/]")
 
@@ -108,14 +115,18 @@ def report(
 
     files = write_report(run_dir, out)
     table = Table(title="Golden layers (test rewrite accuracy) and where the locators land")
-    for column in ("data set", "golden", "proxy golden", "LGA (regret)", "CMA (regret)"):
+    for column in ("data set", "n test", "golden", "proxy golden", "LGA (regret [95% CI])",
+                   "CMA (regret [95% CI])"):
         table.add_column(column)
     results = files.results
     for dataset in results.datasets:
-        found = {a.method: f"{a.layer} ({a.regret:.3f})" for a in results.agreement if a.dataset == dataset}
-        table.add_row(dataset, str(results.test[dataset].golden_layer("rewrite_accuracy")),
+        found = {a.method: "not applicable" if a.layer is None else
+                 f"{a.layer} ({a.regret.describe() if a.regret else 'not brute-forced'})"
+                 for a in results.agreement if a.dataset == dataset}
+        table.add_row(dataset, str(len(results.test[dataset].case_ids)),
+                      str(results.test[dataset].golden_layer("rewrite_accuracy")),
                       str(results.proxy[dataset].golden_layer("rewrite_accuracy")),
-                      found["lga"], found["cma"])
+                      found.get("lga", "–"), found.get("cma", "–"))
     console.print(table)
     console.print(f"Wrote {files.markdown}, {files.html} and {len(files.figures)} figures.")
 
@@ -137,12 +148,13 @@ def locate(
     fence_k: float = typer.Option(1.0, "--fence-k", help="LGA: Tukey's fence k (< 0: no fences)."),
     direction: str = typer.Option("argmax", "--direction", help="LGA: argmax or argmin."),
     weights: str = typer.Option("edit-matrix", "--weights", help="LGA: edit-matrix or mlp."),
+    layers: str = typer.Option("all", "--layers", help="Brute force: " + LAYERS_HELP),
 ) -> None:
     """Rank the model's layers for editing on a proxy set and name the golden layer."""
     import json
-    from dataclasses import asdict
 
     from goldenlayers.data import load_dataset
+    from goldenlayers.evaluate import bootstrap_interval
     from goldenlayers.locate import get_locator, locator_settings, proxy_split, verify_at_layer
     from goldenlayers.locate.render import layer_table, metrics_table, plot_layer_scores
     from goldenlayers.models import load_model
@@ -151,30 +163,48 @@ def locate(
     dataset = load_dataset(data)
     parts = proxy_split(dataset.requests, proxy, seed)
     settings = locator_settings(method, top_k=top_k, seed=seed, editor=editor, direction=direction,
-                                fence_k=None if fence_k < 0 else fence_k, weights=weights)
+                                fence_k=None if fence_k < 0 else fence_k, weights=weights,
+                                layers=layers, dataset=dataset.name)
     scores = get_locator(method, **settings).locate(handle, parts.proxy)
     console.print(layer_table(scores, f"{method} on {handle.name}, {len(parts.proxy)} "
                                       f"{dataset.name} requests"))
-    console.print(f"golden layer [bold yellow]{scores.golden_layer}[/]; top {len(scores.top_k)}: "
-                  f"{scores.top_k}; {scores.seconds:.1f} s on {handle.device}")
-    console.print(f"excluded as outliers: {scores.excluded or 'none'}")
+    if scores.golden_layer is None:
+        console.print(f"golden layer: [bold red]none[/] ({method} is not applicable here; see the "
+                      f"notes); {scores.seconds:.1f} s on {handle.device}")
+    else:
+        console.print(f"golden layer [bold yellow]{scores.golden_layer}[/]; top {len(scores.top_k)}: "
+                      f"{scores.top_k}; {scores.seconds:.1f} s on {handle.device}")
+        console.print(f"excluded: {scores.excluded or 'none'}")
     for note in scores.notes:
         console.print(f"note: {note}")
     result = {**scores.to_dict(), "data": dataset.name, "proxy": len(parts.proxy), "seed": seed}
+    if method == "brute-force":  # per-layer means with bootstrap 95% intervals over the requests
+        columns = list(zip(*scores.per_request)) if scores.per_request else []
+        kept = [layer for layer in range(scores.num_layers) if layer not in scores.excluded]
+        result["intervals"] = {str(layer): bootstrap_interval(column).to_dict()
+                               for layer, column in zip(kept, columns)}
     if verify > 0:
         held_out = parts.held_out[:verify]
         if not held_out:
             raise GoldenLayersError("--verify needs held-out requests: the proxy set used them all")
+        if scores.golden_layer is None:
+            raise GoldenLayersError(f"--verify needs a golden layer, and {method} named none")
         rows = verify_at_layer(handle, held_out, scores.golden_layer, editor)
         console.print(metrics_table(rows, scores.golden_layer, editor))
+        names = sorted({name for row in rows for name in row.metrics})
         result["verify"] = {"editor": editor, "layer": scores.golden_layer,
-                            "per_request": [asdict(row) for row in rows]}
+                            "per_request": [row.to_dict() for row in rows],
+                            "means": {name: bootstrap_interval(
+                                [r.metrics[name] for r in rows if name in r.metrics]).to_dict()
+                                for name in names}}
     if json_out:
         with open(json_out, "w") as file:
             json.dump(result, file, indent=2)
         console.print(f"wrote {json_out}")
-    if plot:
+    if plot and scores.golden_layer is not None:
         console.print(f"wrote {plot_layer_scores(scores, plot)}")
+    elif plot:
+        console.print(f"no plot written: {method} has no scores here")
 
 
 def parse_layer(text: str, handle, data: str | None = None) -> int:

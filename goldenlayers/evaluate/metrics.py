@@ -37,11 +37,23 @@ logger = logging.getLogger(__name__)
 
 METRICS = ("rewrite_accuracy", "rephrase_accuracy", "locality", "portability", "fluency")
 TEACHER_FORCED = METRICS[:4]
-# The paper marks fluency with a down arrow (FLC ↓) and negates it in Overall; EasyEdit's n-gram
-# entropy itself grows with less repetition. We follow the paper: see overall_score.
-LOWER_IS_BETTER = frozenset({"fluency"})
+OVERALL = "overall"  # per unit: the mean of its teacher-forced metrics (engine.cell)
+# Which way is better, declared once for every metric; pickers, reports and tests read it here.
+# Fluency is n-gram entropy, which grows as a text repeats itself less, so higher is better (the
+# paper's down arrow next to FLC does not fit its own definition; EasyEdit ranks it upwards too).
+HIGHER_IS_BETTER = {"rewrite_accuracy": True, "rephrase_accuracy": True, "locality": True,
+                    "portability": True, "fluency": True, OVERALL: True}
+LOWER_IS_BETTER = frozenset(name for name, up in HIGHER_IS_BETTER.items() if not up)
 ALIAS_RULES = ("first", "best")
 DEFAULT_METRICS = TEACHER_FORCED  # fluency generates 100 tokens per request: ask for it by name
+
+
+def higher_is_better(metric: str) -> bool:
+    """Whether a larger value of ``metric`` is better (an unknown name is an error)."""
+    if metric not in HIGHER_IS_BETTER:
+        raise GoldenLayersError(f"unknown metric {metric!r}; the metrics are "
+                                f"{', '.join(HIGHER_IS_BETTER)}")
+    return HIGHER_IS_BETTER[metric]
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats
+from scipy import optimize, stats
 
 from goldenlayers.errors import GoldenLayersError
 
@@ -76,3 +76,94 @@ def t_test(a: Sequence[float], b: Sequence[float], paired: bool = False,
         statistic=statistic, p_value=p_value, significant=p_value < alpha,
         paired=paired, n=(int(x.size), int(y.size)), alpha=alpha,
     )
+
+
+# --- intervals and power ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Interval:
+    """A mean over ``n`` values with its bootstrap confidence interval [low, high]."""
+
+    mean: float
+    low: float
+    high: float
+    n: int
+    confidence: float = 0.95
+
+    def describe(self, digits: int = 3) -> str:
+        return f"{self.mean:.{digits}f} [{self.low:.{digits}f}, {self.high:.{digits}f}]"
+
+    def to_dict(self) -> dict[str, float | int]:
+        return {"mean": self.mean, "low": self.low, "high": self.high, "n": self.n,
+                "confidence": self.confidence}
+
+
+def bootstrap_interval(values: Sequence[float], confidence: float = 0.95, resamples: int = 2000,
+                       seed: int = 0) -> Interval:
+    """Percentile bootstrap interval of the mean, resampling the values (requests) with
+    replacement (scipy.stats.bootstrap). Constant values give a zero-width interval; one value
+    gives [v, v] as well, since nothing can be said about its spread."""
+    array = np.asarray(values, dtype=np.float64)
+    array = array[np.isfinite(array)]
+    if array.size == 0:
+        return Interval(math.nan, math.nan, math.nan, 0, confidence)
+    mean = float(array.mean())
+    if array.size == 1 or np.ptp(array) == 0.0:  # scipy would warn that the statistic is degenerate
+        return Interval(mean, mean, mean, int(array.size), confidence)
+    result = stats.bootstrap((array,), np.mean, confidence_level=confidence, n_resamples=resamples,
+                             method="percentile", rng=np.random.default_rng(seed))
+    low, high = result.confidence_interval
+    return Interval(mean, float(low), float(high), int(array.size), confidence)
+
+
+def minimum_detectable_difference(n: int, sd: float, alpha: float = 0.05,
+                                  power: float = 0.8) -> float:
+    """The smallest mean difference a two-sided paired t-test of ``n`` pairs whose differences
+    have standard deviation ``sd`` detects with probability ``power`` at level ``alpha``.
+
+    Solved exactly on the noncentral t distribution (scipy): power(d) = P(|T| > t_crit) with
+    T ~ nct(n - 1, d sqrt(n) / sd). NaN for n < 2; 0 when sd is 0 (any difference is certain)."""
+    if n < 2 or not math.isfinite(sd):
+        return math.nan
+    if sd == 0.0:
+        return 0.0
+    df = n - 1
+    critical = stats.t.ppf(1 - alpha / 2, df)
+
+    def shortfall(d: float) -> float:
+        shift = d * math.sqrt(n) / sd
+        return stats.nct.sf(critical, df, shift) + stats.nct.cdf(-critical, df, shift) - power
+
+    high = sd
+    while shortfall(high) < 0:
+        high *= 2
+    return float(optimize.brentq(shortfall, 0.0, high, xtol=1e-10))
+
+
+@dataclass(frozen=True)
+class PairedComparison:
+    """a vs b on the same requests: the paired t-test, the mean difference's bootstrap interval,
+    and the smallest difference the test could detect at 80% power."""
+
+    test: TTestResult
+    difference: Interval  # of a_i - b_i
+    detectable: float  # minimum detectable difference at ``power``
+    power: float = 0.8
+
+    def to_dict(self) -> dict[str, object]:
+        t = self.test
+        return {"n": t.n[0], "mean_a": t.mean_a, "mean_b": t.mean_b, "statistic": t.statistic,
+                "p_value": t.p_value, "significant": t.significant,
+                "difference": self.difference.to_dict(), "detectable_at_power": self.detectable,
+                "power": self.power, "alpha": t.alpha}
+
+
+def paired_comparison(a: Sequence[float], b: Sequence[float], alpha: float = 0.05,
+                      power: float = 0.8, seed: int = 0) -> PairedComparison:
+    test = t_test(a, b, paired=True, alpha=alpha)
+    differences = np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)
+    return PairedComparison(test, bootstrap_interval(differences, seed=seed),
+                            minimum_detectable_difference(differences.size,
+                                                          float(differences.std(ddof=1)),
+                                                          alpha, power), power)

@@ -7,14 +7,14 @@
 # Importing the method modules registers their locators.
 from goldenlayers.locate import brute_force, causal_tracing, lga  # noqa: F401
 from goldenlayers.locate.base import LOCATORS, LayerScores, LocateError, Locator, get_locator
-from goldenlayers.locate.brute_force import BruteForceResult, BruteForceSettings, SampleOptimum
+from goldenlayers.locate.brute_force import BruteForceSettings
 from goldenlayers.locate.causal_tracing import CMASettings
 from goldenlayers.locate.fences import excluded_layers, golden_layer, rank_layers, tukey_fences
 from goldenlayers.locate.job import (golden_layer_cached, layer_scores_cached, locator_settings,
                                      proxy_split, verify_at_layer)
 from goldenlayers.locate.lga import LGASettings
 
-__all__ = ["LOCATORS", "BruteForceResult", "BruteForceSettings", "CMASettings", "LGASettings",
-           "LayerScores", "LocateError", "Locator", "SampleOptimum", "excluded_layers",
+__all__ = ["LOCATORS", "BruteForceSettings", "CMASettings", "LGASettings",
+           "LayerScores", "LocateError", "Locator", "excluded_layers",
            "get_locator", "golden_layer", "golden_layer_cached", "layer_scores_cached",
            "locator_settings", "proxy_split", "rank_layers", "tukey_fences", "verify_at_layer"]

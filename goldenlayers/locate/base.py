@@ -36,7 +36,7 @@ class LayerScores:
     model_fingerprint: str
     scores: list[float]
     excluded: list[int]
-    golden_layer: int
+    golden_layer: int | None  # None: the method is not applicable here (``notes`` say why)
     top_k: list[int]
     per_request: list[list[float]]
     seconds: float

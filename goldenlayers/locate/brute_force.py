@@ -1,22 +1,21 @@
 """Brute force (paper §4): edit each request alone at each layer, score it, restore exactly.
 
-The result is the full matrix A[request, layer, metric]; from it come the golden layer per metric
-(argmax over layers of the mean over requests, ties to the shallower layer) and each request's
-sample-wise optimal layer and score. Exact and slow: requests x layers edits.
+The cells are the engine's (``goldenlayers.engine``), the same ones a study runs, and the golden
+layer comes from the engine's picker, so ``locate --method brute-force`` and ``study`` name the same
+layer on the same grid. Exact and slow: requests x layers edits.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
-from goldenlayers.editing import EditError, get_editor
-from goldenlayers.evaluate import METRICS, compute_pre_edit, evaluate, supports
-from goldenlayers.locate.base import (LayerScores, LocateError, Locator, check_positive, register,
-                                      summarise)
+from goldenlayers.editing import get_editor
+from goldenlayers.engine import CellKey, CellRunner, Grid, grid_of
+from goldenlayers.engine.layers import parse_layers
+from goldenlayers.evaluate import METRICS, OVERALL, TEACHER_FORCED, higher_is_better, supports
+from goldenlayers.locate.base import LayerScores, LocateError, Locator, check_positive, register
 from goldenlayers.locate.fences import rank_layers
 from goldenlayers.locate.measure import measure
 from goldenlayers.models.handle import ModelHandle
@@ -29,91 +28,18 @@ log = logging.getLogger(__name__)
 class BruteForceSettings:
     editor: str = "r-rome"
     editor_overrides: dict[str, Any] = field(default_factory=dict)  # hyperparameters of the editor
-    metrics: tuple[str, ...] = ("rewrite_accuracy",)  # the first one ranks layers in ``locate``
+    metric: str = "rewrite_accuracy"  # the golden layer is the best layer by this metric's mean
+    layers: str = "all"  # every layer by default (see engine.layers)
     top_k: int = 5
+    dataset: str = "requests"  # names the rows (CellKey.dataset)
+    seed: int = 0
 
     def __post_init__(self) -> None:
-        if isinstance(self.metrics, str):
-            self.metrics = (self.metrics,)
-        self.metrics = tuple(self.metrics)
-        if not self.metrics:
-            raise LocateError("brute force needs at least one metric")
-        unknown = [m for m in self.metrics if m not in METRICS]
-        if unknown:
-            raise LocateError(f"unknown metric {unknown[0]!r}; the metrics are {', '.join(METRICS)}")
+        if self.metric not in (*METRICS, OVERALL):
+            raise LocateError(f"unknown metric {self.metric!r}; the metrics are "
+                              f"{', '.join((*METRICS, OVERALL))}")
+        parse_layers(self.layers, None)
         check_positive("top_k", self.top_k)
-
-
-@dataclass
-class SampleOptimum:
-    """Per request: the layer where it scores best (ties: shallower; None: no score) and that score."""
-
-    layers: list[int | None]
-    scores: list[float | None]
-
-
-@dataclass
-class BruteForceResult:
-    """A[request][layer][metric] (None where an edit failed or the request lacks the metric's data)."""
-
-    model: str
-    model_fingerprint: str
-    editor: str
-    metrics: list[str]
-    request_ids: list[str]
-    matrix: list[list[list[float | None]]]
-    seconds: float
-    peak_memory_bytes: int | None
-    settings: dict[str, Any]
-    notes: list[str] = field(default_factory=list)
-
-    @property
-    def num_layers(self) -> int:
-        return len(self.matrix[0]) if self.matrix else 0
-
-    def values(self, metric: str) -> list[list[float | None]]:
-        """A[:, :, metric] as request x layer."""
-        if metric not in self.metrics:
-            raise LocateError(f"metric {metric!r} was not scored; scored: {', '.join(self.metrics)}")
-        m = self.metrics.index(metric)
-        return [[cell[m] for cell in row] for row in self.matrix]
-
-    def layer_means(self, metric: str) -> list[float]:
-        """Mean over requests per layer (requests without a value left out; NaN if none has one)."""
-        columns = zip(*self.values(metric))
-        return [_mean([v for v in column if v is not None]) for column in columns]
-
-    def golden_layers(self) -> dict[str, int]:
-        return {metric: self.layer_scores(metric).golden_layer for metric in self.metrics}
-
-    def sample_optimal(self, metric: str) -> SampleOptimum:
-        layers, scores = [], []
-        for row in self.values(metric):
-            missing = [layer for layer, value in enumerate(row) if value is None]
-            filled = [-math.inf if value is None else value for value in row]
-            best = rank_layers(filled, missing, "argmax")
-            layers.append(best[0] if best else None)
-            scores.append(row[best[0]] if best else None)
-        return SampleOptimum(layers, scores)
-
-    def layer_scores(self, metric: str, top_k: int | None = None) -> LayerScores:
-        """The locator view of one metric: mean score per layer, no fences, argmax."""
-        scores = self.layer_means(metric)
-        excluded, golden, top = summarise(scores, fence_k=None, direction="argmax",
-                                          top_k=top_k or self.settings.get("top_k", 5))
-        return LayerScores(
-            method="brute-force", model=self.model, model_fingerprint=self.model_fingerprint,
-            scores=scores, excluded=excluded, golden_layer=golden, top_k=top,
-            per_request=self.values(metric), seconds=self.seconds,
-            peak_memory_bytes=self.peak_memory_bytes, settings={**self.settings, "metric": metric},
-            request_ids=self.request_ids, notes=self.notes)
-
-    def to_json(self, indent: int | None = 2) -> str:
-        return json.dumps(asdict(self), indent=indent)
-
-
-def _mean(values: list[float]) -> float:
-    return sum(values) / len(values) if values else math.nan
 
 
 @register
@@ -122,40 +48,50 @@ class BruteForceLocator(Locator):
     settings_class = BruteForceSettings
 
     def locate(self, handle: ModelHandle, requests) -> LayerScores:
-        """Golden layer by the first metric; ``search`` gives the whole matrix."""
-        return self.search(handle, requests).layer_scores(self.settings.metrics[0])
+        """The golden layer by ``settings.metric``; ``search`` gives the whole grid."""
+        s: BruteForceSettings = self.settings
+        with measure(handle.device) as cost:
+            grid = self.search(handle, requests)
+        return layer_scores(grid, s.metric, handle, cost.seconds, cost.peak_memory_bytes,
+                            self.settings_dict(), s.top_k)
 
-    def search(self, handle: ModelHandle, requests) -> BruteForceResult:
+    def search(self, handle: ModelHandle, requests, split: str = "proxy") -> Grid:
         s: BruteForceSettings = self.settings
         if not requests:
             raise LocateError("brute force needs at least one request")
-        lacking = [m for m in s.metrics if not supports(m, requests)]
-        if lacking:
-            raise LocateError(f"none of the requests has the data for metric {lacking[0]!r}")
-        editor = get_editor(s.editor, **s.editor_overrides)
-        layers = range(handle.num_layers)
-        with measure(handle.device) as cost:
-            pre = compute_pre_edit(handle, requests)  # the unedited model, once
-            matrix = [[None] * len(layers) for _ in requests]
-            failures = []
-            cells = [(i, layer) for i in range(len(requests)) for layer in layers]
-            for i, layer in track(cells, f"brute force ({s.editor})"):
-                try:
-                    matrix[i][layer] = self._score(handle, editor, requests[i], layer, pre)
-                except EditError as error:
-                    failures.append(f"request {requests[i].case_id} at layer {layer}: {error}")
-                    matrix[i][layer] = [None] * len(s.metrics)
-        notes = ([f"{len(failures)} edits failed and have no score; first: {failures[0]}"]
-                 if failures else [])
-        return BruteForceResult(
-            model=handle.name, model_fingerprint=handle.fingerprint, editor=s.editor,
-            metrics=list(s.metrics), request_ids=[str(r.case_id) for r in requests], matrix=matrix,
-            seconds=cost.seconds, peak_memory_bytes=cost.peak_memory_bytes,
-            settings=self.settings_dict(), notes=notes)
+        if s.metric != OVERALL and not supports(s.metric, requests):
+            raise LocateError(f"none of the requests has the data for metric {s.metric!r}")
+        metrics = (*TEACHER_FORCED, "fluency") if s.metric == "fluency" else None
+        runner = CellRunner(handle, get_editor(s.editor, **s.editor_overrides), metrics)
+        runner.pre_edit(list(requests))  # the unedited model, once
+        layers = parse_layers(s.layers, handle.num_layers)
+        cells = [(CellKey(handle.name, s.dataset, split, s.editor, layer, str(r.case_id), s.seed), r)
+                 for r in requests for layer in layers]
+        rows = [runner.run(key, request) for key, request in track(cells, f"brute force ({s.editor})")]
+        failed = [row for row in rows if row.error]
+        if failed:
+            log.warning("%d of %d edits failed; first: %s", len(failed), len(rows), failed[0].error)
+        return grid_of(s.dataset, split, s.editor, rows)
 
-    def _score(self, handle: ModelHandle, editor, request, layer: int, pre) -> list[float | None]:
-        """Edit ``request`` alone at ``layer``, score it, and restore the weights exactly."""
-        with editor.edited(handle, [request], layer):
-            evaluation = evaluate(handle, [request], pre=pre, metrics=self.settings.metrics)
-        row = evaluation.per_request[0]
-        return [getattr(row, metric) for metric in self.settings.metrics]
+
+def layer_scores(grid: Grid, metric: str, handle: ModelHandle, seconds: float,
+                 peak_memory_bytes: int | None, settings: dict[str, Any], top_k: int) -> LayerScores:
+    """The locator view of a grid: every model layer's mean (NaN where not brute-forced), the
+    engine's picker's golden layer, best first by the metric's declared direction."""
+    means = grid.layer_means(metric)
+    scores = [float("nan")] * handle.num_layers
+    for layer, value in zip(grid.layers, means):
+        scores[layer] = float(value)
+    skipped = [layer for layer in range(handle.num_layers) if layer not in grid.layers]
+    direction = "argmax" if higher_is_better(metric) else "argmin"
+    ranked = rank_layers(scores, skipped, direction)
+    notes = [f"{sum(grid.failures)} edits failed and have no score"] if sum(grid.failures) else []
+    if skipped:
+        notes.append(f"layers {', '.join(map(str, skipped))} were not brute-forced (--layers)")
+    per_request = grid.metric(metric)
+    return LayerScores(
+        method="brute-force", model=handle.name, model_fingerprint=handle.fingerprint,
+        scores=scores, excluded=skipped, golden_layer=grid.golden_layer(metric), top_k=ranked[:top_k],
+        per_request=[[float(v) for v in row] for row in per_request], seconds=seconds,
+        peak_memory_bytes=peak_memory_bytes, settings={**settings, "metric": metric},
+        direction=direction, request_ids=list(grid.case_ids), notes=notes)

@@ -9,6 +9,7 @@ layer is its argmax. The noise samples run as one batch and the same noise serve
 
 from __future__ import annotations
 
+
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -35,6 +36,7 @@ class CMASettings:
     window: int = 10  # layers restored around l: l - window//2 .. l + (window - window//2) - 1
     seed: int = 0
     known_only: bool = True  # only facts whose greedy first token is the answer's first token
+    min_known: int = 3  # fewer known facts than this: no layer (tracing noise is not a layer)
     layers_per_batch: int = 8  # restoring runs that share one forward pass (rows: this x samples)
     fence_k: float | None = None  # causal tracing uses no fences; a k applies Tukey's fences
     top_k: int = 5
@@ -192,6 +194,8 @@ class CausalTracingLocator(Locator):
             answers, notes = old_answers(handle, requests, s.greedy_tokens)
             used, more_notes = self._facts(handle, requests, answers)
             notes += more_notes
+            if s.known_only and len(used) < s.min_known:
+                return self._not_applicable(handle, requests, used, notes, cost)
             sigma = embedding_sigma(handle, [requests[i] for i in used])
             effects = self._effects(handle, requests, answers, used, sigma)  # (F, L)
             scores = effects.mean(0)
@@ -206,9 +210,22 @@ class CausalTracingLocator(Locator):
             peak_memory_bytes=cost.peak_memory_bytes, settings=self.settings_dict(),
             request_ids=[str(requests[i].case_id) for i in used], notes=notes)
 
+    def _not_applicable(self, handle: ModelHandle, requests, used: list[int], notes: list[str],
+                        cost) -> LayerScores:
+        """No layer: tracing facts the model does not know measures noise, not where facts live."""
+        notes.append(f"not applicable: the model knows {len(used)} of the {len(requests)} facts "
+                     f"(fewer than min_known = {self.settings.min_known}), so there is nothing to "
+                     "trace; no golden layer")
+        return LayerScores(
+            method=self.name, model=handle.name, model_fingerprint=handle.fingerprint,
+            scores=[], excluded=[], golden_layer=None, top_k=[],
+            per_request=[], seconds=cost.seconds, peak_memory_bytes=cost.peak_memory_bytes,
+            settings=self.settings_dict(), request_ids=[str(requests[i].case_id) for i in used],
+            notes=notes)
+
     def _facts(self, handle: ModelHandle, requests,
                answers: list[str]) -> tuple[list[int], list[str]]:
-        """Indices of the facts to trace, and a note saying which were chosen and why."""
+        """Indices of the facts to trace, and a note saying how many were kept and why."""
         with_answer = [i for i, answer in enumerate(answers) if answer]
         if not with_answer:
             raise LocateError("no request has an old answer to trace")
@@ -216,11 +233,9 @@ class CausalTracingLocator(Locator):
             return with_answer, [f"traced all {len(with_answer)} facts (known_only off)"]
         known = known_facts(handle, requests, answers)
         used = [i for i in with_answer if known[i]]
-        if not used:
-            return with_answer, [f"the model knows none of the {len(requests)} facts (greedy first "
-                                 f"token = answer's first token): traced all of them"]
-        return used, [f"traced the {len(used)} of {len(requests)} facts the model knows "
-                      f"(greedy first token = answer's first token)"]
+        return used, [f"kept the {len(used)} of {len(requests)} facts the model knows (its greedy "
+                      f"next token is the old answer's first token); {len(requests) - len(used)} "
+                      "not applicable: the model does not know them"]
 
     def _effects(self, handle: ModelHandle, requests, answers: list[str], used: list[int],
                  sigma: float) -> torch.Tensor:

@@ -15,7 +15,7 @@ from typing import Any
 
 from goldenlayers.data import load_dataset, split
 from goldenlayers.editing import get_editor
-from goldenlayers.evaluate import RequestMetrics, compute_pre_edit, evaluate
+from goldenlayers.engine import CellKey, CellRow, CellRunner
 from goldenlayers.locate.base import LayerScores, LocateError, get_locator
 from goldenlayers.models.handle import ModelHandle
 from goldenlayers.models.load import cache_dir
@@ -108,25 +108,24 @@ def golden_layer_cached(handle: ModelHandle, dataset_name: str,
 
 
 def verify_at_layer(handle: ModelHandle, requests, layer: int, editor: str = "r-rome",
-                    metrics=None) -> list[RequestMetrics]:
-    """Edit each request alone at ``layer``, score it, restore: one row of metrics per request."""
-    editor_ = get_editor(editor)
-    pre = compute_pre_edit(handle, requests)
-    rows = []
-    for request in track(requests, f"verify at layer {layer}"):
-        with editor_.edited(handle, [request], layer):
-            rows.append(evaluate(handle, [request], pre=pre, metrics=metrics).per_request[0])
-    return rows
+                    metrics=None, seed: int = 0) -> list[CellRow]:
+    """Edit each request alone at ``layer``, score it, restore: one engine cell per request."""
+    runner = CellRunner(handle, get_editor(editor), metrics)
+    runner.pre_edit(list(requests))
+    return [runner.run(CellKey(handle.name, "held-out", "held-out", editor, layer,
+                               str(request.case_id), seed), request)
+            for request in track(requests, f"verify at layer {layer}")]
 
 
 def locator_settings(method: str, *, top_k: int = 5, seed: int = 0, editor: str = "r-rome",
                      fence_k: float | None = 1.0, direction: str = "argmax",
-                     weights: str = "edit-matrix") -> dict[str, Any]:
+                     weights: str = "edit-matrix", layers: str = "all",
+                     dataset: str = "requests") -> dict[str, Any]:
     """The command line's options as the settings of the chosen method (each takes what it has)."""
     if method == "lga":
         return dict(top_k=top_k, fence_k=fence_k, direction=direction, weights=weights)
     if method == "cma":
         return dict(top_k=top_k, seed=seed)
     if method == "brute-force":
-        return dict(top_k=top_k, editor=editor)
+        return dict(top_k=top_k, editor=editor, layers=layers, dataset=dataset, seed=seed)
     return {}  # get_locator names the methods that exist

@@ -27,6 +27,12 @@ def layer_table(scores: LayerScores, title: str | None = None) -> Table:
     Bars are |score| relative to the largest |score| among the kept layers (red when negative);
     an excluded outlier beyond that scale is drawn full and marked with an arrow.
     """
+    if scores.golden_layer is None:  # not applicable: nothing to rank
+        table = Table(title=title or f"{scores.method}: no layer")
+        table.add_column("note")
+        for note in scores.notes:
+            table.add_row(note)
+        return table
     kept = scores.ranking()
     excluded = sorted(scores.excluded, key=lambda layer: -abs(_finite(scores.scores[layer])))
     scale = max((abs(scores.scores[layer]) for layer in kept), default=0.0) or 1.0
@@ -107,19 +113,19 @@ def _visible_range(scores: LayerScores, values: list[float]) -> tuple[float, flo
 
 
 def metrics_table(rows, layer: int, editor: str) -> Table:
-    """Per-request metrics (``RequestMetrics``) of edits at one layer, with their means."""
-    names = [name for name in rows[0].values() if any(r.values()[name] is not None for r in rows)]
+    """Per-request metrics (engine ``CellRow``s) of edits at one layer, with each mean and its
+    bootstrap 95% interval over the requests."""
+    from goldenlayers.engine import CELL_METRICS
+    from goldenlayers.evaluate import bootstrap_interval
+
+    names = [name for name in CELL_METRICS if any(name in r.metrics for r in rows)]
     table = Table(title=f"{editor} edits of {len(rows)} held-out requests at layer {layer}")
     table.add_column("case")
     for name in names:
         table.add_column(name.replace("_", " "), justify="right")
     for row in rows:
-        values = row.values()
-        table.add_row(str(row.case_id),
-                      *("–" if values[n] is None else f"{values[n]:.3f}" for n in names))
-    means = []
-    for name in names:
-        present = [r.values()[name] for r in rows if r.values()[name] is not None]
-        means.append(f"{sum(present) / len(present):.3f}")
-    table.add_row("mean", *means, style="bold")
+        cells = ("–" if name not in row.metrics else f"{row.metrics[name]:.3f}" for name in names)
+        table.add_row(row.key.case_id, *cells, *([row.error] if row.error else []))
+    intervals = [bootstrap_interval([r.metrics[n] for r in rows if n in r.metrics]) for n in names]
+    table.add_row("mean [95% CI]", *(i.describe() for i in intervals), style="bold")
     return table

@@ -12,8 +12,7 @@ import numpy as np  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-from goldenlayers.study.analysis import StudyResults  # noqa: E402
-from goldenlayers.study.grids import PRIMARY  # noqa: E402
+from goldenlayers.study.analysis import PRIMARY, StudyResults  # noqa: E402
 
 
 def png(figure) -> bytes:
@@ -26,13 +25,13 @@ def png(figure) -> bytes:
 def heatmap(results: StudyResults) -> bytes:
     """Test rewrite accuracy per layer and data set (the study's layers); stars: test-optimal
     layers; yellow band: the proxy-union golden layer; boxes: each data set's proxy golden layer."""
-    layers = list(results.settings["resolved_layers"])
-    values = np.array([[results.test[d].score_at(PRIMARY, layer) for layer in layers]
-                       for d in results.datasets])
+    layers = sorted(set().union(*(results.test[d].layers for d in results.datasets)))
+    values = np.array([[results.test[d].score_at(PRIMARY, layer) if layer in results.test[d].layers
+                        else np.nan for layer in layers] for d in results.datasets])
     figure, axis = plt.subplots(figsize=(max(6, 0.45 * len(layers) + 2), 0.6 * len(results.datasets) + 1.6))
     image = axis.imshow(values, aspect="auto", cmap="Blues", vmin=0, vmax=max(1e-9, float(np.nanmax(values))))
     figure.colorbar(image, ax=axis, label="test rewrite accuracy")
-    if results.union_layer in layers:
+    if results.union_layer is not None and results.union_layer in layers:
         column = layers.index(results.union_layer)
         axis.axvspan(column - 0.5, column + 0.5, facecolor="gold", alpha=0.45, edgecolor="darkorange",
                      linewidth=2, zorder=2)
@@ -53,24 +52,33 @@ def heatmap(results: StudyResults) -> bytes:
 
 
 def layer_scores(results: StudyResults, dataset: str) -> bytes:
-    """Brute-force accuracy per layer beside LGA's and CMA's per-layer scores for one data set."""
+    """Brute-force accuracy per layer (with 95% intervals) beside LGA's and CMA's scores."""
     figure, axes = plt.subplots(3, 1, figsize=(7, 6.5), sharex=True)
     for split, grid in (("test", results.test[dataset]), ("proxy", results.proxy[dataset])):
-        axes[0].plot(grid.layers, grid.layer_means(PRIMARY), marker="o", label=f"{split} set")
+        intervals = results.layer_means[(dataset, split)][PRIMARY]
+        means = np.array([i.mean for i in intervals])
+        errors = np.array([[i.mean - i.low for i in intervals], [i.high - i.mean for i in intervals]])
+        axes[0].errorbar(grid.layers, means, yerr=errors, marker="o", capsize=2,
+                         label=f"{split} set (n = {len(grid.case_ids)})")
     axes[0].set_ylabel("BF rewrite acc.")
     axes[0].legend(fontsize=8)
     for axis, method, label in ((axes[1], "lga", "LGA score S(l)"), (axes[2], "cma", "CMA indirect effect")):
-        record = results.locators[(dataset, method)]
-        layers = np.arange(len(record.scores))
-        axis.plot(layers, record.scores, marker="o", color="tab:green" if method == "lga" else "tab:purple")
-        if record.excluded:
-            axis.scatter(record.excluded, [record.scores[layer] for layer in record.excluded], marker="x",
-                         color="red", zorder=3, label="excluded by the fences")
+        scores = results.locators.get((dataset, method))
+        colour = "tab:green" if method == "lga" else "tab:purple"
+        if scores is None:
+            axis.set_ylabel(label)
+            continue
+        axis.plot(np.arange(len(scores.scores)), scores.scores, marker="o", color=colour)
+        if scores.excluded:
+            axis.scatter(scores.excluded, [scores.scores[layer] for layer in scores.excluded],
+                         marker="x", color="red", zorder=3, label="excluded by the fences")
             axis.legend(fontsize=8)
         axis.set_ylabel(label)
+        if scores.golden_layer is None:
+            axis.text(0.5, 0.5, "no layer: not applicable", transform=axis.transAxes, ha="center")
+            continue
         for other in axes:
-            other.axvline(record.golden_layer, linestyle="--", linewidth=1,
-                          color="tab:green" if method == "lga" else "tab:purple")
+            other.axvline(scores.golden_layer, linestyle="--", linewidth=1, color=colour)
     axes[2].set_xlabel("layer (dashed: LGA green, CMA purple)")
     axes[2].xaxis.set_major_locator(MaxNLocator(integer=True))
     axes[0].set_title(f"{dataset}: per-layer scores", fontsize=10)

@@ -17,13 +17,17 @@ img{max-width:100%;border:1px solid #eee}pre{background:#f7f7f7;padding:.6em;ove
 
 
 def settings_lines(results: StudyResults) -> list[str]:
-    s = results.settings
-    return [f"- model: `{s['model']}` ({s['num_layers']} layers, fingerprint {s['model_fingerprint']})",
-            f"- data sets: {', '.join(results.datasets)}; editor: `{s['editor']}`",
-            f"- split: proxy fraction {s['proxy_fraction']}, seed {s['seed']}; per data set at most "
-            f"{s['proxy_size']} proxy and {s['test_size']} test requests",
-            f"- brute-forced layers: {', '.join(map(str, s['resolved_layers']))} "
-            "(test requests also at the LGA and CMA layers)",
+    m = results.manifest
+    fixed = m["fixed"]
+    sizes = ", ".join(f"{d} {results.proxy[d].values.shape[0]} proxy / "
+                      f"{results.test[d].values.shape[0]} test" for d in results.datasets)
+    layers = ", ".join(f"{d}: {len(results.test[d].layers)}" for d in results.datasets)
+    return [f"- model: `{m['model']}` ({m['num_layers']} layers, fingerprint {m['model_fingerprint']})",
+            f"- data sets: {', '.join(results.datasets)}; editor: `{results.editor}` "
+            f"(editors in the folder: {', '.join(m['editors'])})",
+            f"- split: proxy fraction {fixed['proxy_fraction']}, seed {fixed['seed']}; requests "
+            f"edited at every layer so far: {sizes}",
+            f"- brute-forced layers per data set: {layers}",
             f"- {results.overall_note}",
             f"- failed edits (EditError; left out of the means): {failure_summary(results)}"]
 
@@ -51,10 +55,10 @@ def markdown_table(table: Table) -> str:
 
 def markdown(results: StudyResults, tables: list[Table], figures: dict[str, str]) -> str:
     """``figures``: caption -> relative path of the PNG."""
-    parts = [f"# Golden layers study: {results.settings['model']}", "", *settings_lines(results), ""]
+    parts = [f"# Golden layers study: {results.manifest['model']}", "", *settings_lines(results), ""]
     parts += [markdown_table(table) for table in tables]
     parts += [f"### {caption}\n\n![{caption}]({path})\n" for caption, path in figures.items()]
-    parts += ["### Settings", "", "```json", json.dumps(results.settings, indent=2), "```", ""]
+    parts += ["### Settings", "", "```json", json.dumps(results.manifest, indent=2), "```", ""]
     return "\n".join(parts)
 
 
@@ -75,8 +79,8 @@ def html_page(results: StudyResults, tables: list[Table], figures: dict[str, byt
         f"src=\"data:image/png;base64,{base64.b64encode(data).decode()}\">"
         for caption, data in figures.items())
     return (f"<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>Golden layers study: "
-            f"{html.escape(str(results.settings['model']))}</title><style>{CSS}</style></head><body>"
-            f"<h1>Golden layers study: {html.escape(str(results.settings['model']))}</h1>"
+            f"{html.escape(str(results.manifest['model']))}</title><style>{CSS}</style></head><body>"
+            f"<h1>Golden layers study: {html.escape(str(results.manifest['model']))}</h1>"
             f"<ul>{settings}</ul>{''.join(html_table(t) for t in tables)}{images}"
-            f"<h3>Settings</h3><pre>{html.escape(json.dumps(results.settings, indent=2))}</pre>"
+            f"<h3>Settings</h3><pre>{html.escape(json.dumps(results.manifest, indent=2))}</pre>"
             "</body></html>")

@@ -5,9 +5,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from goldenlayers.evaluate import LOWER_IS_BETTER, METRICS
+from goldenlayers.evaluate import METRICS, OVERALL, Interval, higher_is_better
 from goldenlayers.study.analysis import StudyResults
-from goldenlayers.study.grids import OVERALL
 
 LABELS = {"rewrite_accuracy": "RwA", "rephrase_accuracy": "RpA", "locality": "LOC",
           "portability": "PRT", "fluency": "FLC", OVERALL: "OV"}
@@ -34,6 +33,12 @@ def fmt_p(p: float) -> str:
     return "–" if math.isnan(p) else (f"{p:.2e}" if p < 1e-3 else f"{p:.4f}")
 
 
+def fmt_interval(interval: Interval | None, digits: int = 3) -> str:
+    if interval is None or math.isnan(interval.mean):
+        return "–"
+    return interval.describe(digits)
+
+
 def ratio(a: float, b: float) -> str:
     return f"{a / b:.1f}x" if b > 0 else "–"
 
@@ -41,17 +46,20 @@ def ratio(a: float, b: float) -> str:
 def table1(results: StudyResults) -> Table:
     rows = []
     for r in results.table1:
-        s = r.student
-        rows.append((r.dataset, LABELS[r.metric], str(r.golden_layer),
+        s, p = r.student, r.paired
+        rows.append((r.dataset, LABELS[r.metric], str(r.golden_layer), str(p.test.n[0]),
                      f"{fmt(s.mean_a)} ± {fmt(s.std_a)}", f"{fmt(s.mean_b)} ± {fmt(s.std_b)}",
-                     fmt_p(s.p_value), fmt_p(r.paired.p_value),
-                     "yes" if s.significant else "no", f"{r.share_at_optimum:.0%}"))
+                     fmt_interval(p.difference), fmt_p(p.test.p_value), fmt_p(s.p_value),
+                     fmt(p.detectable, 3), f"{r.share_at_optimum:.0%}"))
     return Table("Table 1: golden layer vs sample-wise optimal layer (test set)",
-                 ("data set", "metric", "golden layer", "sample-wise optimal", "golden layer score",
-                  "p (Student)", "p (paired)", "significant (Student, p<0.05)",
-                  "requests at their optimum"),
-                 tuple(rows), "mean ± sample std over test requests; sample-wise optimal = each "
-                              "request's best score over the brute-forced layers.")
+                 ("data set", "metric", "golden layer", "n", "sample-wise optimal",
+                  "golden layer score", "difference [95% CI]", "p (paired)", "p (Student)",
+                  "detectable (80% power)", "requests at their optimum"),
+                 tuple(rows), "mean ± sample std over the n test requests with every edit made; "
+                 "sample-wise optimal = each request's best score over the brute-forced layers; "
+                 "difference = optimal − golden, bootstrap 95% interval over requests; detectable = "
+                 "the smallest mean difference the paired t-test finds with 80% power at α = 0.05 "
+                 "(a smaller true difference can go unnoticed).")
 
 
 def proxy_vs_test_tables(results: StudyResults) -> list[Table]:
@@ -59,16 +67,34 @@ def proxy_vs_test_tables(results: StudyResults) -> list[Table]:
     present = {r.metric for r in results.proxy_vs_test}
     tables = []
     for number, metric in enumerate((m for m in (*METRICS, OVERALL) if m in present), start=3):
-        sign = -1.0 if metric in LOWER_IS_BETTER else 1.0
         rows = tuple((r.dataset, str(r.proxy_layer), fmt(r.proxy_score), str(r.test_layer),
-                      fmt(r.test_score), fmt(sign * (r.test_score - r.proxy_score)))
+                      fmt(r.test_score), fmt_interval(r.regret), str(r.regret.n))
                      for r in results.proxy_vs_test if r.metric == metric)
-        lower = " (lower is better)" if sign < 0 else ""
-        tables.append(Table(f"Table {number}: {TITLES[metric]}{lower} on the test set, "
+        direction = "" if higher_is_better(metric) else " (lower is better)"
+        tables.append(Table(f"Table {number}: {TITLES[metric]}{direction} on the test set, "
                             "proxy-selected vs test-selected golden layer",
-                            ("data set", "proxy layer", "score", "test golden layer", "score", "gap"),
-                            rows, "gap: how much better the test-selected layer scores on the test "
-                                  "set (0 when the layers coincide)."))
+                            ("data set", "proxy layer", "score", "test golden layer", "score",
+                             "regret [95% CI]", "n"),
+                            rows, "regret: how much better the test-selected layer scores on the "
+                                  "test set, bootstrap 95% interval over the n requests (0 when "
+                                  "the layers coincide)."))
+    return tables
+
+
+def layer_means_tables(results: StudyResults) -> list[Table]:
+    """Per-layer test means of rewrite accuracy and Overall with their intervals."""
+    tables = []
+    for dataset in results.datasets:
+        grid = results.test[dataset]
+        metrics = [m for m in ("rewrite_accuracy", OVERALL) if m in grid.metrics]
+        means = results.layer_means[(dataset, "test")]
+        rows = tuple((str(layer), *(fmt_interval(means[m][j]) for m in metrics))
+                     for j, layer in enumerate(grid.layers))
+        n = len(grid.case_ids)
+        tables.append(Table(f"Per-layer test means on {dataset} (n = {n} requests, editor "
+                            f"{results.editor})", ("layer", *(f"{LABELS[m]} [95% CI]" for m in metrics)),
+                            rows, "bootstrap 95% intervals over requests (percentile, 2000 "
+                                  "resamples, seeded)."))
     return tables
 
 
@@ -82,26 +108,45 @@ def union_table(results: StudyResults) -> Table:
 
 
 def selection_table(results: StudyResults) -> Table:
-    metrics = [m for m in LABELS if m != OVERALL and any(m in r.metrics for r in results.selection)]
-    rows = tuple((r.dataset, r.selector, str(r.layer), *(fmt(r.metrics.get(m)) for m in metrics),
-                  fmt(r.overall), fmt(r.overall_of_layer)) for r in results.selection)
+    metrics = [m for m in METRICS if any(m in r.metrics for r in results.selection)]
+    rows = tuple((r.dataset, r.selector, "–" if r.layer is None else str(r.layer),
+                  *(fmt(r.metrics.get(m)) for m in metrics), fmt(r.metrics.get(OVERALL)),
+                  fmt(r.overall_min_max), fmt_interval(r.regret.get("rewrite_accuracy")),
+                  fmt_interval(r.regret.get(OVERALL)), r.note or "")
+                 for r in results.selection)
     return Table("Table 2: the test set edited at the layer each method selects",
-                 ("data set", "selector", "layer", *(LABELS[m] for m in metrics), "OV", "OV (all layers)"),
+                 ("data set", "selector", "layer", *(LABELS[m] for m in metrics), "OV",
+                  "OV (min-max)", "regret RwA [95% CI]", "regret OV [95% CI]", "note"),
                  rows, "LGA and CMA ran on the proxy set; BF proxy / BF test: the brute-force golden "
                  "layer by rewrite accuracy on the proxy / test set (the latter is the oracle). OV: "
-                 "min-max over the rows of each data set (the paper's comparison); OV (all layers): "
-                 "min-max over every brute-forced test layer.")
+                 "the mean per-edit Overall; OV (min-max): the paper's, over the rows of each data "
+                 "set. Regret: the test golden layer's mean minus this layer's, bootstrap 95% "
+                 "interval over test requests. A selector with no layer is not applicable (note).")
 
 
 def agreement_table(results: StudyResults) -> Table:
-    rows = tuple((a.dataset, a.method.upper(), str(a.layer), fmt(a.accuracy), fmt(a.golden_accuracy),
-                  fmt(a.regret), str(a.rank), fmt(a.spearman_test, 3), fmt(a.spearman_proxy, 3))
+    rows = tuple((a.dataset, a.method.upper(), "–" if a.layer is None else str(a.layer),
+                  fmt(a.accuracy), fmt(a.golden_accuracy), fmt_interval(a.regret),
+                  "–" if a.rank is None else str(a.rank), fmt(a.spearman_test, 3),
+                  fmt(a.spearman_proxy, 3), "; ".join(a.notes[-2:]))
                  for a in results.agreement)
     return Table("Locators against brute force",
-                 ("data set", "method", "layer", "test RwA", "golden RwA", "regret", "rank",
-                  "Spearman vs test BF", "Spearman vs proxy BF"), rows,
-                 "regret = golden RwA − RwA at the method's layer; rank among the brute-forced test "
-                 "layers; Spearman over the study's layers, scores oriented so that higher = chosen.")
+                 ("data set", "method", "layer", "test RwA", "golden RwA", "regret [95% CI]", "rank",
+                  "Spearman vs test BF", "Spearman vs proxy BF", "notes"), rows,
+                 "regret = golden RwA − RwA at the method's layer (bootstrap 95% interval over test "
+                 "requests); rank among the test layers; Spearman over the layers, scores oriented "
+                 "so that higher = chosen.")
+
+
+def editor_table(results: StudyResults) -> Table:
+    rows = tuple((r.dataset, r.editor, f"{len(r.layers)}",
+                  *(f"{r.golden.get(m, '–')} ({fmt_interval(r.score.get(m))})"
+                    for m in ("rewrite_accuracy", OVERALL)))
+                 for r in results.editors)
+    return Table("Golden layer per editor (test set)",
+                 ("data set", "editor", "layers", "golden by RwA (score [95% CI])",
+                  "golden by OV (score [95% CI])"), rows,
+                 "each editor's own brute-force grid; compare the layers, not across data sets.")
 
 
 def lga_variant_table(results: StudyResults) -> Table:
@@ -125,6 +170,6 @@ def runtime_table(results: StudyResults) -> Table:
 
 
 def all_tables(results: StudyResults) -> list[Table]:
-    return [table1(results), *proxy_vs_test_tables(results), union_table(results),
-            selection_table(results), agreement_table(results), lga_variant_table(results),
-            runtime_table(results)]
+    return [table1(results), *proxy_vs_test_tables(results), *layer_means_tables(results),
+            union_table(results), selection_table(results), agreement_table(results),
+            lga_variant_table(results), runtime_table(results), editor_table(results)]

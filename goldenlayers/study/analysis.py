@@ -1,50 +1,59 @@
-"""The paper's tables and figures, computed from a finished study's store (no model needed).
+"""The paper's tables and figures, with intervals and tests, from a run folder's result files.
 
-- Table 1: golden layer vs sample-wise optimum on the test set, Student's and the paired t-test.
-- Tables 3-8: the proxy golden layer scored on the test set beside the test golden layer, per metric.
-- Figure 2: the golden layer of the proxy union against each test set's optimal layers.
-- Table 2: the test set at the LGA, CMA, proxy-golden and test-golden layers, all metrics, Overall.
-- Agreement: Spearman correlation of LGA's and CMA's layer scores with brute-force accuracy, regret.
-- LGA variants: the layer LGA's stored scores give under each direction and fence, and its regret.
-- Figure 4: wall time of LGA, CMA and brute force on the proxy set.
+- Per-layer means with bootstrap 95% intervals (over requests), every metric, test and proxy.
+- Table 1: golden layer vs each request's own best layer (sample-wise optimum): the paired t-test,
+  its n, the interval of the difference and the smallest difference it could detect (80% power);
+  Student's test beside it, as in the paper.
+- Tables 3-8: the proxy golden layer scored on the test set against the test golden layer, with
+  the regret's interval.
+- Figure 2: the golden layer of the proxy union on each test set.
+- Table 2 / agreement: the test set at the LGA, CMA and brute-force layers, regret on rewrite
+  accuracy and Overall with intervals; CMA is "not applicable" where it traced too few known facts.
+- LGA variants: the layer each reading of LGA's stored scores gives, and its regret.
+- Runtimes, and the golden layer of each editor where several were run.
+Needs no model. A study still running is analysed as far as it got (the tables say n).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from scipy import stats
 
+from goldenlayers.engine import Grid, LocateRow, ResultsFolder, build_grids, union_grid
 from goldenlayers.errors import GoldenLayersError
-from goldenlayers.evaluate import LOWER_IS_BETTER, TTestResult, overall_score, t_test
+from goldenlayers.evaluate import (OVERALL, Interval, PairedComparison, TTestResult,
+                                   higher_is_better, overall_score, t_test)
+from goldenlayers.locate.base import LayerScores
 from goldenlayers.locate.fences import excluded_layers, golden_layer
-from goldenlayers.study.grids import OVERALL, PRIMARY, Grid, build_grids, union_grid
 from goldenlayers.study.settings import LOCATORS
-from goldenlayers.study.store import ResultsStore
-from goldenlayers.study.units import EditRecord, LocateRecord
+from goldenlayers.study.store import read_manifest
 
+PRIMARY = "rewrite_accuracy"  # the metric of Table 1, the heatmap, regret and rank correlation
+REGRET_METRICS = (PRIMARY, OVERALL)
 FENCES = (None, 1.0, 1.5, 3.0)
 DIRECTIONS = ("argmax", "argmin")
 
 
 @dataclass(frozen=True)
 class GoldenVsSamplewise:
-    """Table 1 row: a = each request's best layer's score, b = the golden layer's score."""
+    """Table 1 row: a = each request's best score over the layers, b = the golden layer's score."""
 
     dataset: str
     metric: str
     golden_layer: int
     student: TTestResult
-    paired: TTestResult
+    paired: PairedComparison
     share_at_optimum: float  # fraction of requests for which the golden layer is (one of) their best
 
 
 @dataclass(frozen=True)
 class ProxyVsTest:
-    """Tables 3-8 row: both layers scored on the test set."""
+    """Tables 3-8 row: both layers scored on the test set; regret of the proxy layer."""
 
     dataset: str
     metric: str
@@ -52,6 +61,7 @@ class ProxyVsTest:
     proxy_score: float
     test_layer: int
     test_score: float
+    regret: Interval
 
 
 @dataclass(frozen=True)
@@ -67,14 +77,15 @@ class UnionRow:
 
 @dataclass(frozen=True)
 class SelectionRow:
-    """Table 2 row: the test set edited at a selector's layer."""
+    """Table 2 row: the test set edited at a selector's layer (None: the selector named none)."""
 
     dataset: str
     selector: str  # "LGA", "CMA", "BF proxy", "BF test (golden)"
-    layer: int
+    layer: int | None
     metrics: dict[str, float]
-    overall: float  # min-max over the rows of this data set's table (the paper's comparison)
-    overall_of_layer: float  # the layer's Overall among all brute-forced test layers
+    overall_min_max: float  # the paper's Overall: min-max over this data set's rows
+    regret: dict[str, Interval]  # by metric (rewrite accuracy, overall), vs the test golden layer
+    note: str = ""
 
 
 @dataclass(frozen=True)
@@ -83,13 +94,14 @@ class Agreement:
 
     dataset: str
     method: str
-    layer: int
-    accuracy: float  # test rewrite accuracy at the method's layer
+    layer: int | None
+    accuracy: float
     golden_accuracy: float
-    regret: float  # golden_accuracy - accuracy
-    rank: int  # 1 = the best test layer
+    regret: Interval | None  # test rewrite accuracy, golden minus the method's layer
+    rank: int | None  # 1 = the best test layer
     spearman_test: float  # NaN where either side is constant
     spearman_proxy: float
+    notes: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -107,7 +119,7 @@ class Runtime:
     dataset: str
     lga_seconds: float
     cma_seconds: float
-    bf_seconds: float  # edits + evaluations of the proxy requests at the study's layers
+    bf_seconds: float  # every cell of the proxy requests
     bf_layers: int
     num_layers: int
 
@@ -117,81 +129,106 @@ class Runtime:
 
 
 @dataclass(frozen=True)
+class EditorRow:
+    """The golden layer of one editor on one data set's test set."""
+
+    dataset: str
+    editor: str
+    layers: tuple[int, ...]
+    golden: dict[str, int]  # by metric
+    score: dict[str, Interval]  # at the golden layer
+
+
+@dataclass(frozen=True)
 class StudyResults:
     run_dir: Path
-    settings: dict[str, object]
+    manifest: dict[str, object]
+    editor: str
     datasets: tuple[str, ...]
     test: dict[str, Grid]
     proxy: dict[str, Grid]
-    locators: dict[tuple[str, str], LocateRecord]
+    locators: dict[tuple[str, str], LayerScores]
+    layer_means: dict[tuple[str, str], dict[str, list[Interval]]]  # (data set, split) -> metric -> per layer
     table1: list[GoldenVsSamplewise]
     proxy_vs_test: list[ProxyVsTest]
-    union_layer: int
+    union_layer: int | None
     union: list[UnionRow]
     selection: list[SelectionRow]
     agreement: list[Agreement]
     lga_variants: list[LgaVariant]
     runtimes: list[Runtime]
+    editors: list[EditorRow]
     overall_note: str
 
-
-def load_results(run_dir: str | Path) -> StudyResults:
-    """Everything the report shows, from a finished run directory."""
-    store = ResultsStore.read(run_dir)
-    try:
-        settings, records = store.settings() or {}, list(store.records())
-        planned = [inv.planned for inv in store.invocations() if inv.planned is not None]
-        if not planned or len(records) < planned[-1]:
-            raise GoldenLayersError(
-                f"the study in {run_dir} is unfinished ({len(records)} of "
-                f"{planned[-1] if planned else '?'} units); run the same `goldenlayers study` "
-                "command again to finish it")
-    finally:
-        store.close()
-    return analyse(Path(run_dir), settings, records)
+    @property
+    def num_layers(self) -> int:
+        return int(self.manifest["num_layers"])  # type: ignore[arg-type]
 
 
-def analyse(run_dir: Path, settings: dict, records: list) -> StudyResults:
-    grids = build_grids(r for r in records if isinstance(r, EditRecord))
-    locators = {(r.unit.dataset, r.unit.method): r for r in records if isinstance(r, LocateRecord)}
-    datasets = tuple(settings["datasets"])
-    test = {d: grids[(d, "test")] for d in datasets}
-    proxy = {d: grids[(d, "proxy")] for d in datasets}
-    union_layers = [layer for layer in settings["resolved_layers"]
-                    if all(layer in proxy[d].layers for d in datasets)]
-    union = union_grid([proxy[d] for d in datasets], union_layers)
-    union_layer = union.golden_layer(PRIMARY)
-    selection = [row for d in datasets for row in selection_rows(test[d], proxy[d], locators)]
+def load_results(run_dir: str | Path, editor: str | None = None) -> StudyResults:
+    """Everything the report shows, from a run folder (``study.json`` and the result files)."""
+    manifest = read_manifest(run_dir)
+    folder = ResultsFolder(run_dir)
+    return analyse(Path(run_dir), manifest, build_grids(folder.cells()), folder.locate_rows(),
+                   editor)
+
+
+def analyse(run_dir: Path, manifest: dict, grids: dict[tuple[str, str, str], Grid],
+            locate_rows: Sequence[LocateRow], editor: str | None = None) -> StudyResults:
+    editors = list(manifest["editors"])
+    editor = editor or ("r-rome" if "r-rome" in editors else editors[0])
+    datasets = tuple(d for d in manifest["datasets"]
+                     if (d, "test", editor) in grids and (d, "proxy", editor) in grids)
+    if not datasets:
+        raise GoldenLayersError(f"{run_dir} has no data set with both proxy and test cells of "
+                                f"editor {editor!r} yet")
+    test = {d: grids[(d, "test", editor)] for d in datasets}
+    proxy = {d: grids[(d, "proxy", editor)] for d in datasets}
+    locators = {(row.dataset, row.method): LayerScores.from_dict(row.result)
+                for row in locate_rows if row.split == "proxy" and row.method in LOCATORS}
+    common = sorted(set.intersection(*(set(proxy[d].layers) for d in datasets)))
+    union_layer = union_grid([proxy[d] for d in datasets], common).golden_layer(PRIMARY) if common else None
     return StudyResults(
-        run_dir, settings, datasets, test, proxy, locators,
+        run_dir, manifest, editor, datasets, test, proxy, locators,
+        layer_means={(d, split): {m: [grid.interval(m, layer) for layer in grid.layers]
+                                  for m in grid.metrics}
+                     for d in datasets for split, grid in (("test", test[d]), ("proxy", proxy[d]))},
         table1=[golden_vs_samplewise(test[d], m) for d in datasets for m in test[d].metrics
-                if m not in LOWER_IS_BETTER and len(test[d].metric(m, complete=True)) >= 2],
+                if len(test[d].metric(m, complete=True)) >= 2],
         proxy_vs_test=[proxy_vs_test(proxy[d], test[d], m) for d in datasets
-                       for m in (*test[d].metrics, OVERALL)],
+                       for m in test[d].metrics if m in proxy[d].metrics],
         union_layer=union_layer,
-        union=[union_row(test[d], union_layer) for d in datasets],
-        selection=selection,
-        agreement=[agreement(test[d], proxy[d], locators[(d, m)], settings) for d in datasets
-                   for m in LOCATORS],
-        lga_variants=[v for d in datasets for v in lga_variants(test[d], locators[(d, "lga")])],
-        runtimes=[runtime(proxy[d], locators, settings) for d in datasets],
-        overall_note=overall_note(test[datasets[0]]),
+        union=[union_row(test[d], union_layer) for d in datasets
+               if union_layer is not None and union_layer in test[d].layers],
+        selection=[row for d in datasets for row in selection_rows(test[d], proxy[d], locators)],
+        agreement=[agreement(test[d], proxy[d], locators[(d, m)]) for d in datasets
+                   for m in LOCATORS if (d, m) in locators],
+        lga_variants=[v for d in datasets if (d, "lga") in locators
+                      for v in lga_variants(test[d], locators[(d, "lga")])],
+        runtimes=[runtime(proxy[d], locators, int(manifest["num_layers"])) for d in datasets
+                  if all((d, m) in locators for m in LOCATORS)],
+        editors=[editor_row(grid) for (d, split, _), grid in sorted(grids.items())
+                 if split == "test" and d in datasets],
+        overall_note=overall_note(),
     )
 
 
 def golden_vs_samplewise(grid: Grid, metric: str) -> GoldenVsSamplewise:
     matrix = grid.metric(metric, complete=True)  # (R, L): requests with every edit made
     golden = grid.golden_layer(metric)
-    at_golden, best = matrix[:, grid.column(golden)], matrix.max(axis=1)
+    _, best = grid.sample_optimal(metric)
+    at_golden = matrix[:, grid.column(golden)]
+    sign = 1.0 if higher_is_better(metric) else -1.0
     return GoldenVsSamplewise(grid.dataset, metric, golden, t_test(best, at_golden),
-                              t_test(best, at_golden, paired=True),
-                              float(np.mean(at_golden >= best - 1e-12)))
+                              grid.golden_vs_samplewise(metric),
+                              float(np.mean(sign * at_golden >= sign * best - 1e-12)))
 
 
 def proxy_vs_test(proxy: Grid, test: Grid, metric: str) -> ProxyVsTest:
     proxy_layer, test_layer = proxy.golden_layer(metric), test.golden_layer(metric)
     return ProxyVsTest(test.dataset, metric, proxy_layer, test.score_at(metric, proxy_layer),
-                       test_layer, test.score_at(metric, test_layer))
+                       test_layer, test.score_at(metric, test_layer),
+                       test.regret(metric, proxy_layer))
 
 
 def union_row(test: Grid, union_layer: int) -> UnionRow:
@@ -201,26 +238,49 @@ def union_row(test: Grid, union_layer: int) -> UnionRow:
 
 
 def selection_rows(test: Grid, proxy: Grid, locators: dict) -> list[SelectionRow]:
-    """Table 2 for one data set; Overall min-max normalised over these rows."""
-    chosen = [(method.upper(), locators[(test.dataset, method)].golden_layer) for method in LOCATORS]
-    chosen += [("BF proxy", proxy.golden_layer(PRIMARY)), ("BF test (golden)", test.golden_layer(PRIMARY))]
-    rows = [{m: test.score_at(m, layer) for m in test.metrics} for _, layer in chosen]
-    overall = overall_score(rows, metrics=test.metrics)
-    return [SelectionRow(test.dataset, name, layer, row, float(score), test.score_at(OVERALL, layer))
-            for (name, layer), row, score in zip(chosen, rows, overall)]
+    """Table 2 for one data set; the paper's Overall is min-max normalised over these rows."""
+    chosen: list[tuple[str, int | None, str]] = []
+    for method in LOCATORS:
+        scores = locators.get((test.dataset, method))
+        if scores is not None:
+            layer = scores.golden_layer if scores.golden_layer in test.layers else None
+            note = "" if layer is not None else ("; ".join(scores.notes[-1:]) or "no layer")
+            chosen.append((method.upper(), layer, note))
+    chosen += [("BF proxy", proxy.golden_layer(PRIMARY), ""),
+               ("BF test (golden)", test.golden_layer(PRIMARY), "")]
+    metrics = [m for m in test.metrics if m != OVERALL]
+    placed = [(name, layer, note) for name, layer, note in chosen if layer is not None]
+    rows = [{m: test.score_at(m, layer) for m in (*metrics, OVERALL) if m in test.metrics}
+            for _, layer, _ in placed]
+    paper_overall = overall_score([{m: r[m] for m in metrics} for r in rows], metrics=metrics)
+    out = []
+    for (name, layer, note), row, score in zip(placed, rows, paper_overall):
+        regret = {m: test.regret(m, layer, test.golden_layer(m)) for m in REGRET_METRICS
+                  if m in test.metrics}
+        out.append(SelectionRow(test.dataset, name, layer, row, float(score), regret, note))
+    out += [SelectionRow(test.dataset, name, None, {}, math.nan, {}, note)
+            for name, layer, note in chosen if layer is None]
+    return out
 
 
-def agreement(test: Grid, proxy: Grid, record: LocateRecord, settings: dict) -> Agreement:
-    layer = record.golden_layer
+def agreement(test: Grid, proxy: Grid, scores: LayerScores) -> Agreement:
     means = test.layer_means(PRIMARY)
-    golden_accuracy, accuracy = float(np.nanmax(means)), test.score_at(PRIMARY, layer)
+    golden_accuracy = float(np.nanmax(means))
+    oriented_scores = np.asarray(scores.scores, dtype=float) * (-1.0 if scores.direction == "argmin" else 1.0)
+    layers = [layer for layer in test.layers if layer < len(oriented_scores)]
+    spearman_test = spearman(oriented_scores[layers], [test.score_at(PRIMARY, g) for g in layers])
+    proxy_layers = [layer for layer in proxy.layers if layer < len(oriented_scores)]
+    spearman_proxy = spearman(oriented_scores[proxy_layers],
+                              [proxy.score_at(PRIMARY, g) for g in proxy_layers])
+    layer = scores.golden_layer
+    if layer is None or layer not in test.layers:
+        return Agreement(test.dataset, scores.method, layer, math.nan, golden_accuracy, None, None,
+                         spearman_test, spearman_proxy, tuple(scores.notes))
+    accuracy = test.score_at(PRIMARY, layer)
     rank = 1 + int(np.sum(means > accuracy + 1e-12))
-    oriented = np.asarray(record.scores) * (-1.0 if record.direction == "argmin" else 1.0)
-    grid_layers = [layer for layer in settings["resolved_layers"] if layer in test.layers]
-    return Agreement(test.dataset, record.unit.method, layer, accuracy, golden_accuracy,
-                     golden_accuracy - accuracy, rank,
-                     spearman(oriented[grid_layers], [test.score_at(PRIMARY, g) for g in grid_layers]),
-                     spearman(oriented[list(proxy.layers)], proxy.layer_means(PRIMARY)))
+    return Agreement(test.dataset, scores.method, layer, accuracy, golden_accuracy,
+                     test.regret(PRIMARY, layer), rank, spearman_test, spearman_proxy,
+                     tuple(scores.notes))
 
 
 def spearman(a, b) -> float:
@@ -230,28 +290,33 @@ def spearman(a, b) -> float:
     return float(stats.spearmanr(a, b).statistic)
 
 
-def lga_variants(test: Grid, record: LocateRecord) -> list[LgaVariant]:
-    """The layer LGA's scores give for each direction and fence; scored where it was brute-forced."""
+def lga_variants(test: Grid, scores: LayerScores) -> list[LgaVariant]:
+    """The layer LGA's stored scores give for each direction and fence, scored on the test set."""
     golden_accuracy = float(np.nanmax(test.layer_means(PRIMARY)))
     variants = []
     for direction in DIRECTIONS:
         for k in FENCES:
-            layer = golden_layer(record.scores, excluded_layers(record.scores, k), direction)
+            layer = golden_layer(scores.scores, excluded_layers(scores.scores, k), direction)
             accuracy = test.score_at(PRIMARY, layer) if layer in test.layers else math.nan
             variants.append(LgaVariant(test.dataset, direction, k, layer, accuracy,
                                        golden_accuracy - accuracy))
     return variants
 
 
-def runtime(proxy: Grid, locators: dict, settings: dict) -> Runtime:
+def runtime(proxy: Grid, locators: dict, num_layers: int) -> Runtime:
     return Runtime(proxy.dataset, locators[(proxy.dataset, "lga")].seconds,
                    locators[(proxy.dataset, "cma")].seconds, proxy.seconds, len(proxy.layers),
-                   int(settings["num_layers"]))
+                   num_layers)
 
 
-def overall_note(test: Grid) -> str:
-    flipped = ", ".join(sorted(LOWER_IS_BETTER))
-    return ("Overall (OV) = the mean over a data set's metrics of min-max-normalised values "
-            f"(lower-is-better {flipped} negated first, following the paper's FLC with a down "
-            "arrow). Per-layer OV (golden layers, Tables 3-8) is normalised over the brute-forced "
-            "layers of the split; Table 2's OV over the rows of each data set's table.")
+def editor_row(grid: Grid) -> EditorRow:
+    golden = {m: grid.golden_layer(m) for m in REGRET_METRICS if m in grid.metrics}
+    return EditorRow(grid.dataset, grid.editor, grid.layers, golden,
+                     {m: grid.interval(m, layer) for m, layer in golden.items()})
+
+
+def overall_note() -> str:
+    return ("Overall (per edit) = the mean of the edit's teacher-forced metrics (rewrite, rephrase, "
+            "locality, portability: those the data set has), so layer means, intervals and paired "
+            "tests apply to it as to any metric. Table 2 also shows the paper's Overall: the mean "
+            "of the metrics min-max normalised over the rows of each data set's table.")

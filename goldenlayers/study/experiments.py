@@ -1,30 +1,29 @@
-"""Running a study: plan the units, skip those already in the store, do the rest, commit each.
+"""Running a study: plan the cells, skip those already in the run folder, run the rest, append each.
 
 Per data set, on a seeded proxy/test split:
-1. LGA and CMA on the proxy requests (one unit each, run in this process, timed);
-2. brute force on the proxy requests: each request edited alone at each study layer;
-3. brute force on the test requests at each study layer plus the LGA and CMA layers, so that "the
-   test set edited at the LGA / CMA / golden layer" is read from the same matrix, never redone.
-Everything the report shows is computed from the store afterwards (``study.analysis``).
+1. LGA and causal tracing on the proxy requests (in this process, timed), stored as locate rows;
+2. brute force: every proxy and test request edited alone at every study layer (``engine``).
+Every table is computed from the result files afterwards (``study.analysis``), and a layer that a
+locator picks is read from the same grid, never edited again.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
+import random
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from goldenlayers.data.records import EditRequest
+from goldenlayers.engine import CellKey, LocateRow, ResultsFolder, seed_everything
 from goldenlayers.errors import GoldenLayersError
 from goldenlayers.evaluate import DEFAULT_METRICS
 from goldenlayers.models import ModelHandle, load_model
-from goldenlayers.study.executor import EditTask, WorkerSpec, make_executor, seed_everything
+from goldenlayers.study.executor import CellTask, WorkerSpec, make_executor
 from goldenlayers.study.settings import LOCATORS, StudySettings
-from goldenlayers.study.store import ResultsStore
-from goldenlayers.study.units import EditUnit, LocateRecord, LocateUnit
+from goldenlayers.study.store import merged_manifest, requests_digest, write_manifest
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +36,11 @@ class DatasetPlan:
     metrics: tuple[str, ...]
     proxy: tuple[EditRequest, ...]
     test: tuple[EditRequest, ...]
+    pool: tuple[EditRequest, ...]  # LGA only: more proxy-like requests, disjoint from test
+    digest: str  # of all the data set's records, in order
+
+    def split(self, name: str) -> tuple[EditRequest, ...]:
+        return {"proxy": self.proxy, "test": self.test}[name]
 
 
 @dataclass(frozen=True)
@@ -44,10 +48,9 @@ class StudyRun:
     """What one invocation of the study did."""
 
     run_dir: Path
-    invocation: int
-    planned: int  # units in the whole study
-    done_before: int  # already in the store when this invocation started
-    done_now: int  # finished by this invocation
+    planned: int  # cells of this invocation's data sets and editor
+    done_before: int  # already in the folder when this invocation started
+    done_now: int
     seconds: float
 
 
@@ -59,19 +62,24 @@ def plan_datasets(settings: StudySettings) -> list[DatasetPlan]:
     for name in settings.datasets:
         dataset = load_dataset(name)
         parts = split(dataset.requests, proxy_fraction=settings.proxy_fraction, seed=settings.seed)
-        proxy, test = list(parts.proxy)[: settings.proxy_size], list(parts.test)[: settings.test_size]
+        test_end = None if settings.test_size is None else settings.test_size
+        proxy = list(parts.proxy)[: settings.proxy_size]
+        test = list(parts.test)[:test_end]
+        pool = list(parts.test)[len(test): len(test) + settings.pool_size]
         if not proxy or not test:
             raise GoldenLayersError(f"data set {name!r} gives {len(proxy)} proxy and {len(test)} test "
                                     f"requests at proxy fraction {settings.proxy_fraction}; need both")
         wanted = DEFAULT_METRICS if settings.metrics is None else settings.metrics
         metrics = tuple(m for m in dataset.metrics if m in wanted)
-        plans.append(DatasetPlan(name, metrics, tuple(proxy), tuple(test)))
+        plans.append(DatasetPlan(dataset.name, metrics, tuple(proxy), tuple(test), tuple(pool),
+                                 requests_digest(dataset.requests)))
     return plans
 
 
-def unit_seed(seed: int, key: str) -> int:
-    """A seed for one unit that depends only on the study seed and the unit, not on run order."""
-    return int.from_bytes(hashlib.sha256(f"{seed}:{key}".encode()).digest()[:4], "little")
+def fluency_case_ids(plan: DatasetPlan, size: int, seed: int) -> frozenset[str]:
+    """A seeded subsample of ``size`` test requests that also get fluency."""
+    ids = sorted(f"{plan.name}/{r.case_id}" for r in plan.test)
+    return frozenset(random.Random(f"fluency:{seed}:{plan.name}").sample(ids, min(size, len(ids))))
 
 
 def locator_settings(settings: StudySettings, method: str) -> dict[str, object]:
@@ -79,69 +87,70 @@ def locator_settings(settings: StudySettings, method: str) -> dict[str, object]:
 
 
 def run_locators(handle: ModelHandle, plans: Sequence[DatasetPlan], settings: StudySettings,
-                 store: ResultsStore, invocation: int) -> dict[tuple[str, str], LocateRecord]:
-    """LGA and CMA on each data set's proxy requests: from the store, or run and committed now."""
+                 folder: ResultsFolder) -> None:
+    """LGA and CMA on each data set's proxy requests, unless the folder has them already."""
     from goldenlayers.locate import get_locator
 
-    located = {}
+    done = {row.key for row in folder.locate_rows()}
     for plan in plans:
         for method in LOCATORS:
-            unit = LocateUnit(plan.name, method, "proxy")
-            record = store.locate_record(unit)
-            if record is None:
-                log.info("locating on %s proxy with %s", plan.name, method)
-                seed_everything(unit_seed(settings.seed, unit.key))
-                scores = get_locator(method, **locator_settings(settings, method)).locate(
-                    handle, list(plan.proxy))
-                record = LocateRecord.from_layer_scores(unit, scores)
-                store.put(record, invocation)
-            located[(plan.name, method)] = record
-    return located
+            key = (handle.name, plan.name, "proxy", method, settings.seed)
+            if key in done:
+                continue
+            log.info("locating on %s proxy with %s", plan.name, method)
+            seed_everything(settings.seed)
+            scores = get_locator(method, **locator_settings(settings, method)).locate(
+                handle, list(plan.proxy))
+            folder.add_locate(LocateRow(*key, scores.to_dict(), scores.seconds, tuple(scores.notes)))
 
 
-def edit_tasks(plans: Sequence[DatasetPlan], settings: StudySettings, layers: Sequence[int],
-               located: dict[tuple[str, str], LocateRecord]) -> list[EditTask]:
-    """Every (request, layer) unit of the study, proxy then test, request by request."""
-    tasks = []
-    for plan in plans:
-        chosen = {located[(plan.name, method)].golden_layer for method in LOCATORS}
-        for split_name, requests, split_layers in (("proxy", plan.proxy, sorted(layers)),
-                                                   ("test", plan.test, sorted(set(layers) | chosen))):
-            for request in requests:
-                for layer in split_layers:
-                    unit = EditUnit(plan.name, split_name, request.case_id, layer, settings.editor)
-                    tasks.append(EditTask(unit, request, plan.metrics,
-                                          unit_seed(settings.seed, unit.key)))
-    return tasks
+def cell_tasks(plans: Sequence[DatasetPlan], settings: StudySettings, model: str,
+               layers: Sequence[int]) -> list[CellTask]:
+    """Every cell of the study: per data set, proxy then test, request by request, every layer."""
+    return [CellTask(CellKey(model, plan.name, split_name, settings.editor, layer,
+                             str(request.case_id), settings.seed), request)
+            for plan in plans for split_name in ("proxy", "test")
+            for request in plan.split(split_name) for layer in layers]
+
+
+def wanted_manifest(settings: StudySettings, handle: ModelHandle,
+                    plans: Sequence[DatasetPlan]) -> dict[str, object]:
+    from goldenlayers.study.store import FORMAT
+
+    layers = settings.resolve_layers(handle.num_layers)
+    return {"format": FORMAT, "model": handle.name, "model_fingerprint": handle.fingerprint,
+            "num_layers": handle.num_layers, "fixed": settings.fixed(),
+            "editors": {settings.editor: dict(settings.editor_overrides)},
+            "datasets": {p.name: {"digest": p.digest, "proxy": len(p.proxy), "test": len(p.test)}
+                         for p in plans},
+            "layers": {f"{p.name}/{settings.editor}": layers for p in plans}}
 
 
 def run_study(settings: StudySettings, run_dir: str | Path, *, executor: str = "local",
               device: str = "cpu", workers: int | None = None, ray_address: str | None = None,
               num_cpus: int | None = None) -> StudyRun:
-    """Run (or resume) the study in ``run_dir``; a directory made with other settings is refused."""
+    """Run (or resume, or extend) the study in ``run_dir``; contradicting settings are refused."""
     start = time.perf_counter()
     handle = load_model(settings.model, device=device, dtype=settings.dtype)
-    store = ResultsStore.open(run_dir, settings.stored(handle.num_layers, handle.fingerprint))
-    try:
-        invocation = store.begin_invocation(executor)
-        done_before = store.count()
-        plans = plan_datasets(settings)
-        located = run_locators(handle, plans, settings, store, invocation)
-        tasks = edit_tasks(plans, settings, settings.resolve_layers(handle.num_layers), located)
-        store.set_planned(invocation, len(located) + len(tasks))
-        done = store.done_keys()
-        todo = [task for task in tasks if task.unit.key not in done]
-        log.info("%d of %d edit units to do", len(todo), len(tasks))
-        if todo:
-            spec = WorkerSpec(settings.model, settings.dtype, device, settings.editor,
-                              dict(settings.editor_overrides))
-            runner = make_executor(executor, spec, handle, workers=workers, address=ray_address,
-                                   num_cpus=num_cpus)
-            try:
-                runner.run(todo, lambda record: store.put(record, invocation))
-            finally:
-                runner.close()
-        return StudyRun(Path(run_dir), invocation, len(located) + len(tasks), done_before,
-                        store.units_done_by(invocation), time.perf_counter() - start)
-    finally:
-        store.close()
+    plans = plan_datasets(settings)
+    manifest = merged_manifest(run_dir, wanted_manifest(settings, handle, plans))
+    write_manifest(run_dir, manifest)
+    folder = ResultsFolder(run_dir)
+    run_locators(handle, plans, settings, folder)
+    tasks = cell_tasks(plans, settings, handle.name, settings.resolve_layers(handle.num_layers))
+    done = {row.key for row in folder.cells()}
+    todo = [task for task in tasks if task.key not in done]
+    log.info("%d of %d cells to do", len(todo), len(tasks))
+    if todo:
+        fluency = frozenset().union(*(fluency_case_ids(p, settings.fluency_size, settings.seed)
+                                      for p in plans))
+        spec = WorkerSpec(settings.model, settings.dtype, device, settings.editor,
+                          dict(settings.editor_overrides), settings.metrics, fluency)
+        runner = make_executor(executor, spec, handle, workers=workers, address=ray_address,
+                               num_cpus=num_cpus)
+        try:
+            runner.run(todo, folder.add_cell)
+        finally:
+            runner.close()
+    return StudyRun(Path(run_dir), len(tasks), len(tasks) - len(todo), len(todo),
+                    time.perf_counter() - start)

@@ -6,9 +6,10 @@ the number of workers are not (they change how fast, not what).
 
 from __future__ import annotations
 
-import math
+import json
 from dataclasses import asdict, dataclass, field, fields
 
+from goldenlayers.engine.layers import parse_layers, split_names
 from goldenlayers.errors import GoldenLayersError
 from goldenlayers.evaluate.metrics import METRICS
 
@@ -17,14 +18,17 @@ LOCATORS = ("lga", "cma")
 
 @dataclass(frozen=True)
 class StudySettings:
-    """``layers``: "auto" (every layer up to 12, else every ceil(L/10)-th: about ten layers), "all",
-    "all:2" (every 2nd layer), "4,8,12", "0-11", "0-29:3", or a mix.
+    """``layers``: "all" (the default: every layer, so the golden layer is the best one), "all:2"
+    (every 2nd layer), "4,8,12", "0-11", "0-29:3", or a mix.
 
     ``metrics``: None for each data set's teacher-forced metrics (fluency generates 100 tokens per
     edit, so it is asked for by name, as in ``goldenlayers.evaluate``); "all" for every metric.
 
     ``test_size`` and ``proxy_size`` cap the test and proxy requests taken per data set from a
-    seeded ``proxy_fraction`` split (None: all of them).
+    seeded ``proxy_fraction`` split (None: all of them). ``fluency_size`` test requests (seeded)
+    also get fluency, which generates text and costs more than the other metrics together.
+    ``pool_size``: extra requests from the test side, disjoint from the test requests, on which LGA's
+    gradient products are also computed (for the proxy-size curve); they are never edited.
     """
 
     model: str
@@ -34,8 +38,10 @@ class StudySettings:
     test_size: int | None = 6
     proxy_size: int | None = 3
     seed: int = 0
-    layers: str = "auto"
+    layers: str = "all"
     dtype: str = "float32"
+    fluency_size: int = 0
+    pool_size: int = 0
     metrics: tuple[str, ...] | None = None  # None: every metric each data set supports
     editor_overrides: dict[str, object] = field(default_factory=dict)
     lga_settings: dict[str, object] = field(default_factory=dict)
@@ -61,6 +67,9 @@ class StudySettings:
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise GoldenLayersError(f"{name} must be at least 1 (or None for all), got {value}")
+        for name in ("fluency_size", "pool_size"):
+            if getattr(self, name) < 0:
+                raise GoldenLayersError(f"{name} must be >= 0, got {getattr(self, name)}")
         parse_layers(self.layers, None)  # syntax check now; bounds once the model is known
         object.__setattr__(self, "editor_overrides", typed_overrides(self.editor, self.editor_overrides))
 
@@ -72,14 +81,14 @@ class StudySettings:
             raise GoldenLayersError(f"unknown study setting {unknown[0]!r}; known: {sorted(known)}")
         return cls(**values)
 
-    def stored(self, num_layers: int, model_fingerprint: str) -> dict[str, object]:
-        """What the run directory remembers: these settings plus the resolved layers and model."""
+    def fixed(self) -> dict[str, object]:
+        """What every row of a run folder must share: a folder made with other values is refused.
+        Data sets, editors and layers are not here: a folder grows by adding them."""
         record = asdict(self)
-        record.update(datasets=list(self.datasets),
-                      metrics=None if self.metrics is None else list(self.metrics),
-                      resolved_layers=self.resolve_layers(num_layers),
-                      num_layers=num_layers, model_fingerprint=model_fingerprint)
-        return record
+        for name in ("model", "datasets", "editor", "editor_overrides", "layers"):
+            record.pop(name)
+        record["metrics"] = None if self.metrics is None else list(self.metrics)
+        return json.loads(json.dumps(record, sort_keys=True, default=str))
 
     def resolve_layers(self, num_layers: int) -> list[int]:
         return parse_layers(self.layers, num_layers)
@@ -101,44 +110,3 @@ def _assignments(overrides: dict[str, object] | list[str]):
     if bad:
         raise GoldenLayersError(f"editor setting {bad[0]!r} is not key=value")
     return [(key.strip(), value.strip()) for key, _, value in pairs]
-
-
-def split_names(text: str) -> list[str]:
-    return [name.strip() for name in text.split(",") if name.strip()]
-
-
-def parse_layers(spec: str, num_layers: int | None) -> list[int]:
-    """Layer indices named by ``spec`` (sorted, unique); bounds checked when ``num_layers`` given."""
-    chosen: set[int] = set()
-    for item in split_names(spec):
-        chosen.update(_parse_item(item, spec, num_layers))
-    if not chosen and num_layers is not None:
-        raise GoldenLayersError(f"--layers {spec!r} names no layer")
-    if num_layers is not None:
-        outside = sorted(layer for layer in chosen if not 0 <= layer < num_layers)
-        if outside:
-            raise GoldenLayersError(
-                f"--layers {spec!r} names layer {outside[0]}, but the model has layers 0-{num_layers - 1}")
-    return sorted(chosen)
-
-
-def _parse_item(item: str, spec: str, num_layers: int | None) -> range:
-    span, _, step_text = item.partition(":")
-    if span == "auto" and not step_text:
-        step_text = "1" if num_layers is None or num_layers <= 12 else str(math.ceil(num_layers / 10))
-        span = "all"
-    try:
-        step = int(step_text) if step_text else 1
-        if span == "all":
-            start, stop = 0, (num_layers - 1 if num_layers is not None else 0)
-        elif "-" in span:
-            start, stop = (int(part) for part in span.split("-", 1))
-        else:
-            start = stop = int(span)
-    except ValueError:
-        raise GoldenLayersError(
-            f"--layers {spec!r}: cannot read {item!r}; use auto, all, all:2, 4,8,12, 0-11 or 0-29:3"
-        ) from None
-    if step < 1 or stop < start:
-        raise GoldenLayersError(f"--layers {spec!r}: {item!r} is an empty range")
-    return range(start, stop + 1, step)

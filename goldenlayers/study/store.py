@@ -1,155 +1,102 @@
-"""The results store: a SQLite database in the run directory that never loses finished work.
+"""A study's run folder: its result files (``engine.results``) and ``study.json``, which records
+what the rows were made with, so that a rerun resumes instead of mixing in other results.
 
-Each finished unit is committed in its own transaction the moment it finishes (WAL journal, so a
-killed process loses at most the unit in flight and readers never block the writer). A run
-directory remembers the settings it was made with and refuses different ones, naming them.
-
-Tables: ``settings`` (one row, JSON), ``invocations`` (one row per start of the study: which units
-it planned and did), ``units`` (key, kind, result JSON, cost JSON, the invocation that did it).
+``study.json`` holds the model (name, fingerprint, layers), the settings every row must share
+(``StudySettings.fixed``), each editor's hyperparameters and each data set's digest and proxy/test
+case ids. A rerun with other fixed settings, another model, other hyperparameters for an editor
+already there, or a data set whose records changed is refused with a message naming what differs.
+New data sets and editors are added: the campaign grows one folder per model this way.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
-import sqlite3
-import time
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+import tempfile
+from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 from goldenlayers.errors import GoldenLayersError
-from goldenlayers.study.units import EditRecord, EditUnit, LocateRecord, LocateUnit, unit_from_key
 
-DB_NAME = "results.sqlite"
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS settings (id INTEGER PRIMARY KEY CHECK (id = 1), json TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS invocations (
-    id INTEGER PRIMARY KEY AUTOINCREMENT, started TEXT NOT NULL, pid INTEGER NOT NULL,
-    executor TEXT NOT NULL, planned INTEGER);
-CREATE TABLE IF NOT EXISTS units (
-    key TEXT PRIMARY KEY, kind TEXT NOT NULL, result TEXT NOT NULL, cost TEXT NOT NULL,
-    invocation INTEGER NOT NULL REFERENCES invocations(id), finished TEXT NOT NULL);
-"""
+MANIFEST = "study.json"
+FORMAT = 2  # 1: the SQLite store (results.sqlite) of goldenlayers 0.1
 
 
 class SettingsMismatch(GoldenLayersError):
-    """The run directory was made with other settings."""
+    """The run folder was made with other settings."""
 
 
-@dataclass(frozen=True)
-class Invocation:
-    id: int
-    started: str
-    pid: int
-    executor: str
-    planned: int | None
+def requests_digest(requests) -> str:
+    """A digest of the requests' contents in order: an edited record or a new order changes it."""
+    text = json.dumps([asdict(r) for r in requests], sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:20]
 
 
-class ResultsStore:
-    """Finished units of one study, keyed by unit key. Use ``ResultsStore.open(run_dir, settings)``."""
-
-    def __init__(self, path: Path):
-        self.path = Path(path)
-        self._db = sqlite3.connect(self.path, isolation_level=None, timeout=30.0)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")  # durable against a killed process in WAL
-        self._db.executescript(SCHEMA)
-
-    # --- opening --------------------------------------------------------------------------------
-    @classmethod
-    def open(cls, run_dir: str | Path, settings: Mapping[str, object]) -> ResultsStore:
-        """Open (or create) the store in ``run_dir`` for ``settings``; refuse other settings."""
-        run_dir = Path(run_dir)
-        run_dir.mkdir(parents=True, exist_ok=True)
-        store = cls(run_dir / DB_NAME)
-        stored = store.settings()
-        wanted = json.loads(json.dumps(dict(settings), sort_keys=True, default=str))
-        if stored is None:
-            store._db.execute("INSERT INTO settings (id, json) VALUES (1, ?)",
-                              (json.dumps(wanted, sort_keys=True),))
-        elif stored != wanted:
-            store.close()
-            raise SettingsMismatch(_mismatch_message(run_dir, stored, wanted))
-        return store
-
-    @classmethod
-    def read(cls, run_dir: str | Path) -> ResultsStore:
-        """Open an existing run directory for reading (the report)."""
-        path = Path(run_dir) / DB_NAME
-        if not path.is_file():
-            raise GoldenLayersError(f"{run_dir} is not a study run directory (no {DB_NAME} in it)")
-        return cls(path)
-
-    def close(self) -> None:
-        self._db.close()
-
-    def settings(self) -> dict[str, object] | None:
-        row = self._db.execute("SELECT json FROM settings WHERE id = 1").fetchone()
-        return None if row is None else json.loads(row[0])
-
-    # --- invocations ----------------------------------------------------------------------------
-    def begin_invocation(self, executor: str) -> int:
-        cursor = self._db.execute(
-            "INSERT INTO invocations (started, pid, executor) VALUES (?, ?, ?)",
-            (_now(), os.getpid(), executor))
-        return int(cursor.lastrowid)
-
-    def set_planned(self, invocation: int, planned: int) -> None:
-        self._db.execute("UPDATE invocations SET planned = ? WHERE id = ?", (planned, invocation))
-
-    def invocations(self) -> list[Invocation]:
-        rows = self._db.execute(
-            "SELECT id, started, pid, executor, planned FROM invocations ORDER BY id").fetchall()
-        return [Invocation(*row) for row in rows]
-
-    def units_done_by(self, invocation: int) -> int:
-        return self._db.execute("SELECT COUNT(*) FROM units WHERE invocation = ?",
-                                (invocation,)).fetchone()[0]
-
-    # --- units ----------------------------------------------------------------------------------
-    def put(self, record: EditRecord | LocateRecord, invocation: int) -> None:
-        """Commit one finished unit in its own transaction (a unit already there is an error)."""
-        kind = "edit" if isinstance(record, EditRecord) else "locate"
-        self._db.execute(
-            "INSERT INTO units (key, kind, result, cost, invocation, finished) "
-            "VALUES (?, ?, ?, ?, ?, ?)",
-            (record.unit.key, kind, record.result_json(), record.cost_json(), invocation, _now()))
-
-    def done_keys(self) -> set[str]:
-        return {row[0] for row in self._db.execute("SELECT key FROM units")}
-
-    def has(self, unit: EditUnit | LocateUnit) -> bool:
-        return self._db.execute("SELECT 1 FROM units WHERE key = ?", (unit.key,)).fetchone() is not None
-
-    def count(self) -> int:
-        return self._db.execute("SELECT COUNT(*) FROM units").fetchone()[0]
-
-    def locate_record(self, unit: LocateUnit) -> LocateRecord | None:
-        row = self._db.execute("SELECT result, cost FROM units WHERE key = ?", (unit.key,)).fetchone()
-        return None if row is None else LocateRecord.from_row(unit, *row)
-
-    def records(self) -> Iterator[EditRecord | LocateRecord]:
-        for key, result, cost in self._db.execute("SELECT key, result, cost FROM units ORDER BY key"):
-            unit = unit_from_key(key)
-            if isinstance(unit, EditUnit):
-                yield EditRecord.from_row(unit, result, cost)
-            else:
-                yield LocateRecord.from_row(unit, result, cost)
-
-    def results(self) -> dict[str, str]:
-        """Unit key -> result JSON: what two runs of the same settings must agree on."""
-        return dict(self._db.execute("SELECT key, result FROM units"))
+def read_manifest(run_dir: str | Path) -> dict[str, Any]:
+    path = Path(run_dir) / MANIFEST
+    if not path.is_file():
+        if (Path(run_dir) / "results.sqlite").is_file():
+            raise GoldenLayersError(
+                f"{run_dir} holds a study made by goldenlayers 0.1 (results.sqlite); its results "
+                "are not read any more: rerun `goldenlayers study` into a new --out folder")
+        raise GoldenLayersError(f"{run_dir} is not a study folder (no {MANIFEST} in it)")
+    try:
+        manifest = json.loads(path.read_text())
+        if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+            raise ValueError(f"not format {FORMAT}")
+    except ValueError as error:
+        raise GoldenLayersError(f"{path} is not a study manifest ({error})") from None
+    return manifest
 
 
-def _now() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime())
+def write_manifest(run_dir: str | Path, manifest: dict[str, Any]) -> None:
+    """Write study.json atomically (a temporary file renamed over it)."""
+    path = Path(run_dir) / MANIFEST
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor, staging = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
+    try:
+        with os.fdopen(descriptor, "w") as file:
+            file.write(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+        os.replace(staging, path)
+    finally:
+        if os.path.exists(staging):
+            os.unlink(staging)
 
 
-def _mismatch_message(run_dir: Path, stored: dict, wanted: dict) -> str:
-    differing = sorted(set(stored) | set(wanted))
-    parts = [f"{name}: {stored.get(name, '(unset)')!r} there, {wanted.get(name, '(unset)')!r} now"
-             for name in differing if stored.get(name) != wanted.get(name)]
-    return (f"run directory {run_dir} was made with other settings ({'; '.join(parts)}); "
-            "rerun with the same settings to resume it, or choose another --out")
+def merged_manifest(run_dir: str | Path, wanted: dict[str, Any]) -> dict[str, Any]:
+    """The folder's manifest with ``wanted`` added; refuse anything that contradicts it."""
+    path = Path(run_dir) / MANIFEST
+    if not path.exists():
+        if (Path(run_dir) / "results.sqlite").is_file():
+            read_manifest(run_dir)  # raises: a 0.1 folder
+        return wanted
+    stored = read_manifest(run_dir)
+    problems = []
+    for name in ("model_fingerprint", "num_layers", "fixed"):
+        if stored[name] != wanted[name]:
+            problems.append(_difference(name, stored[name], wanted[name]))
+    for section in ("editors", "datasets"):
+        for name, value in wanted[section].items():
+            if name in stored[section] and stored[section][name] != value:
+                what = ("the records of data set " if section == "datasets" else "the settings of "
+                        "editor ") + repr(name)
+                problems.append(f"{what} changed ({_difference(name, stored[section][name], value)})")
+    if problems:
+        raise SettingsMismatch(f"run folder {run_dir} was made with other settings: "
+                               f"{'; '.join(problems)}. Rerun with the same settings and data to "
+                               "resume it, or choose another --out")
+    merged = dict(stored)
+    merged["editors"] = {**stored["editors"], **wanted["editors"]}
+    merged["datasets"] = {**stored["datasets"], **wanted["datasets"]}
+    merged["layers"] = {**stored.get("layers", {}), **wanted.get("layers", {})}
+    return merged
+
+
+def _difference(name: str, stored: Any, wanted: Any) -> str:
+    if isinstance(stored, dict) and isinstance(wanted, dict):
+        keys = sorted(k for k in set(stored) | set(wanted) if stored.get(k) != wanted.get(k))
+        return "; ".join(f"{k}: {stored.get(k, '(unset)')!r} there, {wanted.get(k, '(unset)')!r} now"
+                         for k in keys)
+    return f"{name}: {stored!r} there, {wanted!r} now"

@@ -1,0 +1,153 @@
+"""One cell of brute force: edit one request at one layer with one editor, score it, restore.
+
+This is the only place in goldenlayers that edits, evaluates and restores; the brute-force locator,
+the study and ``locate --verify`` all run cells. A cell's row (``CellRow``) is self-describing (model,
+data set, split, editor, layer, case id, seed) so rows from many runs can share one results file.
+
+The per-unit ``overall`` is the mean of the teacher-forced metrics the request has (all lie in
+[0, 1], so no normalisation is needed and rows can be averaged, bootstrapped and paired like any
+other metric). Reports also show the paper's Overall, min-max normalised over the rows compared.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from goldenlayers.data.records import EditRequest
+from goldenlayers.editing import EditError, Editor
+from goldenlayers.evaluate import (METRICS, OVERALL, TEACHER_FORCED, PreEditState,
+                                   compute_pre_edit, evaluate)
+from goldenlayers.models.handle import ModelHandle
+
+log = logging.getLogger(__name__)
+
+CELL_METRICS = (*METRICS, OVERALL)  # every metric a row may carry, by its full name
+
+
+@dataclass(frozen=True, order=True)
+class CellKey:
+    """What identifies a cell: the same key always gives the same row."""
+
+    model: str
+    dataset: str
+    split: str  # "proxy" or "test" (or "held-out" for locate --verify)
+    editor: str
+    layer: int
+    case_id: str
+    seed: int
+
+    def text(self) -> str:
+        """A JSON list: no separator can collide with a case id."""
+        return json.dumps([self.model, self.dataset, self.split, self.editor, self.layer,
+                           self.case_id, self.seed])
+
+    def unit_seed(self) -> int:
+        """The seed the cell's random generators start from: depends only on the key, so a row is
+        the same whatever order, process or executor computed it."""
+        digest = hashlib.sha256(f"{self.seed}:{self.text()}".encode()).digest()
+        return int.from_bytes(digest[:4], "little")
+
+
+@dataclass(frozen=True)
+class CellRow:
+    """The result of one cell: its key, every metric by full name, and what it cost."""
+
+    key: CellKey
+    metrics: dict[str, float]  # absent: not measurable for this request (or the edit failed)
+    seconds: float  # edit + evaluation + restore, wall time
+    edit_seconds: float = 0.0  # the edit alone
+    notes: tuple[str, ...] = ()
+    error: str | None = None  # why the edit could not be made (the weights were left unchanged)
+
+    def to_dict(self) -> dict[str, Any]:
+        k = self.key
+        return {"model": k.model, "dataset": k.dataset, "split": k.split, "editor": k.editor,
+                "layer": k.layer, "case_id": k.case_id, "seed": k.seed, **self.metrics,
+                "seconds": round(self.seconds, 4), "edit_seconds": round(self.edit_seconds, 4),
+                "notes": list(self.notes), "error": self.error}
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> CellRow:
+        key = CellKey(str(data["model"]), str(data["dataset"]), str(data["split"]),
+                      str(data["editor"]), int(data["layer"]), str(data["case_id"]),
+                      int(data["seed"]))
+        metrics = {name: float(data[name]) for name in CELL_METRICS if data.get(name) is not None}
+        return cls(key, metrics, float(data.get("seconds", 0.0)),
+                   float(data.get("edit_seconds", 0.0)), tuple(data.get("notes") or ()),
+                   data.get("error"))
+
+    def same_result(self, other: CellRow, tolerance: float = 0.0) -> bool:
+        """Equal key, error and metrics (within ``tolerance``); costs may differ."""
+        if self.key != other.key or self.error != other.error:
+            return False
+        if set(self.metrics) != set(other.metrics):
+            return False
+        return all(abs(self.metrics[m] - other.metrics[m]) <= tolerance for m in self.metrics)
+
+
+def unit_overall(metrics: dict[str, float]) -> float | None:
+    """Mean of the teacher-forced metrics present (None when there is none)."""
+    values = [metrics[name] for name in TEACHER_FORCED if name in metrics]
+    return sum(values) / len(values) if values else None
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    torch.manual_seed(seed)
+
+
+@dataclass
+class CellRunner:
+    """Runs cells on one loaded model with one editor; remembers each request's pre-edit state
+    (the unedited model's locality predictions), computed once per request before its first edit."""
+
+    handle: ModelHandle
+    editor: Editor
+    metrics: tuple[str, ...] | None = None  # None: the teacher-forced ones
+    fluency_requests: frozenset[str] = frozenset()  # "data set/case id" of those that get fluency
+    _pre: PreEditState | None = field(default=None, repr=False)
+
+    def pre_edit(self, requests: list[EditRequest]) -> PreEditState:
+        """The pre-edit state of ``requests``, computing only the ones not seen yet. Must be
+        called while the model is unedited (``run`` does)."""
+        new = [r for r in requests if self._pre is None or r.case_id not in self._pre]
+        if new:
+            state = compute_pre_edit(self.handle, new)
+            self._pre = state if self._pre is None else self._pre.merged(state)
+        return self._pre  # type: ignore[return-value]
+
+    def run(self, key: CellKey, request: EditRequest) -> CellRow:
+        """Edit ``request`` alone at ``key.layer``, evaluate it, restore the weights bit for bit."""
+        if str(request.case_id) != key.case_id:
+            raise ValueError(f"cell {key.text()} given request {request.case_id!r}")
+        pre = self.pre_edit([request])
+        metrics = list(self.metrics or TEACHER_FORCED)
+        if f"{key.dataset}/{key.case_id}" in self.fluency_requests and "fluency" not in metrics:
+            metrics.append("fluency")
+        seed_everything(key.unit_seed())
+        start = time.perf_counter()
+        try:
+            with self.editor.edited(self.handle, [request], key.layer):
+                edit_seconds = time.perf_counter() - start
+                evaluation = evaluate(self.handle, [request], pre=pre, metrics=metrics)
+        except EditError as error:  # the edit was not made; the weights are unchanged
+            log.warning("%s: %s", key.text(), error)
+            return CellRow(key, {}, time.perf_counter() - start, error=str(error))
+        values = {name: float(value) for name, value in evaluation.per_request[0].values().items()
+                  if value is not None and not math.isnan(value)}
+        overall = unit_overall(values)
+        if overall is not None:
+            values[OVERALL] = overall
+        return CellRow(key, values, time.perf_counter() - start, edit_seconds)
