@@ -206,7 +206,8 @@ def combined_scores(per_request: np.ndarray, excluded: Sequence[int], combine: s
     check_choice("combine", combine, COMBINES)
     if combine == "sum":
         return per_request.sum(axis=0)
-    kept = [layer for layer in range(per_request.shape[1]) if layer not in set(excluded)]
+    dropped = set(excluded)
+    kept = [layer for layer in range(per_request.shape[1]) if layer not in dropped]
     scores = np.full(per_request.shape[1], np.nan)
     if not kept:
         return scores
@@ -224,7 +225,7 @@ def score_direction(reading: LGAReading) -> str:
     return {"sum": reading.direction, "mean-rank": "argmin", "votes": "argmax"}[reading.combine]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class ReadingResult:
     """A reading applied to one request set: scores (L,), excluded layers and the golden layer."""
 
