@@ -145,26 +145,39 @@ def locate(
                                "and print their metrics."),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:1, mps."),
     seed: int = typer.Option(0, "--seed", help="Seed of the proxy draw and of causal tracing."),
-    fence_k: float = typer.Option(1.0, "--fence-k", help="LGA: Tukey's fence k (< 0: no fences)."),
-    direction: str = typer.Option("argmax", "--direction", help="LGA: argmax or argmin."),
-    weights: str = typer.Option("edit-matrix", "--weights", help="LGA: edit-matrix or mlp."),
+    fence_k: float = typer.Option(None, "--fence-k", help="LGA: Tukey's fence k (< 0: no fences)."),
+    direction: str = typer.Option(None, "--direction", help="LGA: argmax or argmin."),
+    weights: str = typer.Option(None, "--weights", help="LGA: edit-matrix or mlp."),
+    old_answer: str = typer.Option(None, "--old-answer", help="LGA: dataset (the data set's old "
+                                   "answer, else the model's greedy one) or greedy (always)."),
+    similarity: str = typer.Option(None, "--similarity", help="LGA: raw inner product or cosine."),
+    combine: str = typer.Option(None, "--combine", help="LGA: sum, mean-rank or votes over the "
+                                "proxy requests."),
     layers: str = typer.Option("all", "--layers", help="Brute force: " + LAYERS_HELP),
 ) -> None:
-    """Rank the model's layers for editing on a proxy set and name the golden layer."""
+    """Rank the model's layers for editing on a proxy set and name the golden layer.
+
+    LGA options left out take the default reading's choice (printed with the result)."""
     import json
 
     from goldenlayers.data import load_dataset
     from goldenlayers.evaluate import bootstrap_interval
     from goldenlayers.locate import get_locator, locator_settings, proxy_split, verify_at_layer
-    from goldenlayers.locate.render import layer_table, metrics_table, plot_layer_scores
+    from goldenlayers.locate.render import (layer_table, metrics_table, plot_layer_scores,
+                                            stability_line)
     from goldenlayers.models import load_model
 
     handle = load_model(model, device=device)
     dataset = load_dataset(data)
     parts = proxy_split(dataset.requests, proxy, seed)
-    settings = locator_settings(method, top_k=top_k, seed=seed, editor=editor, direction=direction,
-                                fence_k=None if fence_k < 0 else fence_k, weights=weights,
-                                layers=layers, dataset=dataset.name)
+    reading = {name: value for name, value in (("direction", direction), ("weights", weights),
+                                                ("old_answer", old_answer),
+                                                ("similarity", similarity), ("combine", combine))
+               if value is not None}
+    if fence_k is not None:
+        reading["fence_k"] = None if fence_k < 0 else fence_k
+    settings = locator_settings(method, top_k=top_k, seed=seed, editor=editor, layers=layers,
+                                dataset=dataset.name, **reading)
     scores = get_locator(method, **settings).locate(handle, parts.proxy)
     console.print(layer_table(scores, f"{method} on {handle.name}, {len(parts.proxy)} "
                                       f"{dataset.name} requests"))
@@ -175,6 +188,10 @@ def locate(
         console.print(f"golden layer [bold yellow]{scores.golden_layer}[/]; top {len(scores.top_k)}: "
                       f"{scores.top_k}; {scores.seconds:.1f} s on {handle.device}")
         console.print(f"excluded: {scores.excluded or 'none'}")
+    if scores.reading:
+        console.print(f"reading: {scores.reading}")
+    if scores.stability:
+        console.print(stability_line(scores.stability, len(scores.request_ids)))
     for note in scores.notes:
         console.print(f"note: {note}")
     result = {**scores.to_dict(), "data": dataset.name, "proxy": len(parts.proxy), "seed": seed}

@@ -5,8 +5,10 @@ float32 rounding (in float32, padded batches and single rows differ by ~1e-5 rel
 rounding alone).
 """
 
+import json
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -14,7 +16,8 @@ from goldenlayers.data import EditRequest
 from goldenlayers.locate import LayerScores, LocateError, get_locator
 from goldenlayers.locate.fences import excluded_layers, golden_layer, rank_layers, tukey_fences
 from goldenlayers.locate.answers import first_word, old_answers
-from goldenlayers.locate.lga import batch_inner_products, gram_inner_products
+from goldenlayers.locate.lga import batch_inner_products, compute_products, gram_inner_products
+from goldenlayers.locate.readings import DEFAULT_READING, LGAReading, reading_layer
 from goldenlayers.models import load_model
 from goldenlayers.models.handle import greedy_continuations, target_nll
 
@@ -115,11 +118,11 @@ def test_result_sums_the_per_request_contributions_and_picks_the_kept_argmax(tin
     assert scores.top_k == rank_layers(scores.scores, scores.excluded)[:3]
     assert scores.request_ids == ["0", "1", "2", "3", "4"]
     assert scores.seconds > 0 and scores.settings["batch_size"] == 2
-    mean = get_locator("lga", aggregation="mean").locate(tiny_gpt2, requests)
-    torch.testing.assert_close(torch.tensor(mean.scores), torch.tensor(scores.scores) / 5)
-    cosine = get_locator("lga", normalise=True).locate(tiny_gpt2, requests)
+    cosine = get_locator("lga", similarity="cosine").locate(tiny_gpt2, requests)
     assert all(abs(v) <= 1 + 1e-9 for row in cosine.per_request for v in row)
+    assert cosine.reading == "edit-matrix/dataset/cosine/sum/k1/argmax"
     assert LayerScores.from_dict(scores.to_dict()) == scores
+    assert LayerScores.from_dict(json.loads(scores.to_json())) == scores  # stability's int keys
 
 
 def test_missing_old_answers_use_the_greedy_answer_and_say_so(tiny_llama):
@@ -134,6 +137,40 @@ def test_missing_old_answers_use_the_greedy_answer_and_say_so(tiny_llama):
     assert len(scores.per_request) == (3 if answers[2] else 2)
 
 
+def test_default_reading_of_the_products_is_the_locators_golden_layer(tiny_gpt2):
+    requests = _requests(5)
+    located = get_locator("lga", batch_size=2).locate(tiny_gpt2, requests)
+    products = compute_products(tiny_gpt2, requests, ("edit-matrix",), ("dataset",), batch_size=2)
+    assert [(p.weights, p.old_answer) for p in products] == [("edit-matrix", "dataset")]
+    assert reading_layer(products[0], DEFAULT_READING) == located.golden_layer
+    assert products[0].inner.tolist() == located.per_request
+    assert located.reading == DEFAULT_READING.name
+    assert sum(located.stability.win_share.values()) == pytest.approx(1.0)
+    assert located.stability.resamples == 1000 and located.stability.seed == 0
+    votes = get_locator("lga", combine="votes").locate(tiny_gpt2, requests)
+    assert votes.golden_layer == reading_layer(products[0], LGAReading(combine="votes"))
+    assert votes.ranking()[0] == votes.golden_layer  # scores are votes: the most is best
+
+
+def test_greedy_old_answer_is_the_models_own_prediction(tiny_llama):
+    requests = _requests(4)  # every request has a data-set old answer
+    greedy = [first_word(text) for text in
+              greedy_continuations(tiny_llama, [r.prompt for r in requests], 8)]
+    assert old_answers(tiny_llama, requests, 8, source="greedy")[0] == greedy
+    by_source = {p.old_answer: p for p in compute_products(tiny_llama, requests, ("edit-matrix",))}
+    used = [i for i, answer in enumerate(greedy) if answer]
+    assert by_source["greedy"].request_ids == tuple(requests[i].case_id for i in used)
+    expected = batch_inner_products(tiny_llama, [requests[i].prompt for i in used],
+                                    [requests[i].target_new for i in used],
+                                    [greedy[i] for i in used], "edit-matrix")
+    np.testing.assert_allclose(by_source["greedy"].inner, expected[0].numpy(), rtol=1e-4)
+    dataset = batch_inner_products(tiny_llama, [r.prompt for r in requests],
+                                   [r.target_new for r in requests],
+                                   [r.target_old for r in requests], "edit-matrix")
+    np.testing.assert_allclose(by_source["dataset"].inner, dataset[0].numpy(), rtol=1e-4)
+    np.testing.assert_allclose(by_source["dataset"].squared_norm_old, dataset[2].numpy(), rtol=1e-4)
+
+
 def test_first_word_of_a_continuation():
     assert first_word(" Paris, the capital") == "Paris"
     assert first_word("\n  “English” is") == "English"
@@ -145,6 +182,10 @@ def test_settings_are_validated_and_unknown_keys_named():
         get_locator("lga", fence=1.0)
     with pytest.raises(LocateError, match="direction"):
         get_locator("lga", direction="up")
+    with pytest.raises(LocateError, match="combine must be one of sum, mean-rank, votes"):
+        get_locator("lga", combine="median")
+    with pytest.raises(LocateError, match="'normalise'.*similarity"):  # the old name says the new
+        get_locator("lga", normalise=True)
     with pytest.raises(LocateError, match=r"unknown locator .gradient-magic.; available: .*lga"):
         get_locator("gradient-magic")
 

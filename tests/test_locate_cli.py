@@ -8,7 +8,7 @@ from typer.testing import CliRunner
 from goldenlayers.cli import app
 from goldenlayers.locate import LocateError, golden_layer_cached, layer_scores_cached, proxy_split
 from goldenlayers.locate import lga as lga_module
-from goldenlayers.locate.render import bar, layer_table
+from goldenlayers.locate.render import bar, layer_table, stability_line
 
 runner = CliRunner()
 
@@ -27,6 +27,25 @@ def test_locate_writes_every_key_the_issue_names(tmp_path):
     assert data["golden_layer"] not in data["excluded"]
     assert f"golden layer {data['golden_layer']}" in result.output and "★ golden" in result.output
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    stability = data["stability"]
+    assert stability["resamples"] == 1000 and stability["seed"] == 0
+    assert sum(stability["win_share"].values()) == pytest.approx(1.0)
+    assert set(stability["win_share"]) <= {str(layer) for layer in range(4)}
+    assert "bootstrap resamples of the 4 requests: layer" in result.output
+    assert data["reading"] == "edit-matrix/dataset/raw/sum/k1/argmax"
+
+
+def test_locate_takes_the_lga_reading_options(tmp_path):
+    out = tmp_path / "out.json"
+    result = runner.invoke(app, ["locate", "--model", "tiny-gpt2", "--proxy", "3", "--json", str(out),
+                                 "--old-answer", "greedy", "--similarity", "cosine", "--combine",
+                                 "votes", "--fence-k", "-1", "--seed", "2"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(out.read_text())
+    assert data["reading"] == "edit-matrix/greedy/cosine/votes/nofence/argmax"
+    assert data["stability"]["seed"] == 2 and data["excluded"] == []
+    assert sum(data["scores"]) == len(data["per_request"])  # one vote per request
+    assert "reading: edit-matrix/greedy/cosine/votes/nofence/argmax" in result.output
 
 
 def test_locate_rejects_an_unknown_method_in_one_line(tmp_path):
@@ -74,6 +93,15 @@ def test_bars_and_table_mark_golden_and_excluded_layers():
     text = console.export_text()
     assert "★ golden" in text and "excluded (outlier)" in text
     assert text.index("│     2 │") < text.index("│     3 │") < text.index("│     0 │") < text.index("│     1 │")
+
+
+def test_stability_line_names_the_most_frequent_winners():
+    from goldenlayers.locate import LayerStability
+
+    stability = LayerStability(1000, 0, {12: 0.64, 10: 0.22, 3: 0.09, 1: 0.03, 2: 0.01, 5: 0.01})
+    assert stability_line(stability, 32, shown=3) == (
+        "stability over 1000 bootstrap resamples of the 32 requests: layer 12: 64%, layer 10: 22%, "
+        "layer 3: 9%, 3 more layers: 5%")
 
 
 def test_edit_layer_auto_edits_at_the_cached_lga_golden_layer(tmp_path, monkeypatch):

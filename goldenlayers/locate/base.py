@@ -22,13 +22,37 @@ class LocateError(GoldenLayersError):
     pass
 
 
+@dataclass(frozen=True)
+class LayerStability:
+    """How often each layer wins when the requests are resampled with replacement (bootstrap).
+
+    ``win_share``: layer -> share of the resamples it won (only layers that won; the shares sum
+    to 1), most frequent first (equal shares: shallower first).
+    """
+
+    resamples: int
+    seed: int
+    win_share: dict[int, float]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"resamples": self.resamples, "seed": self.seed, "win_share": dict(self.win_share)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> LayerStability:
+        """Also reads JSON, whose object keys are strings."""
+        return cls(int(data["resamples"]), int(data["seed"]),
+                   {int(layer): float(share) for layer, share in data["win_share"].items()})
+
+
 @dataclass
 class LayerScores:
     """Per-layer scores of one locator run and the layer they choose.
 
     ``per_request[i][l]`` is request ``request_ids[i]``'s contribution to layer l's score (LGA:
     s_i(l); CMA: the indirect effect; brute force: the metric). ``top_k`` lists the best kept layers,
-    best first; ``excluded`` the layers the outlier fences dropped.
+    best first; ``excluded`` the layers the outlier fences dropped. ``direction`` says which end of
+    ``scores`` is best (an LGA mean-rank reading: the lowest). ``stability``: how often each layer
+    wins over bootstrap resamples of the requests (LGA); ``reading``: the LGA reading's name.
     """
 
     method: str
@@ -45,6 +69,8 @@ class LayerScores:
     direction: str = "argmax"
     request_ids: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    stability: LayerStability | None = None
+    reading: str | None = None
 
     @property
     def num_layers(self) -> int:
@@ -63,7 +89,10 @@ class LayerScores:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> LayerScores:
         names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{key: value for key, value in data.items() if key in names})
+        fields = {key: value for key, value in data.items() if key in names}
+        if isinstance(fields.get("stability"), dict):
+            fields["stability"] = LayerStability.from_dict(fields["stability"])
+        return cls(**fields)
 
 
 def summarise(scores: Sequence[float], *, fence_k: float | None, direction: str,

@@ -17,6 +17,7 @@ from goldenlayers.data import load_dataset, split
 from goldenlayers.editing import get_editor
 from goldenlayers.engine import CellKey, CellRow, CellRunner
 from goldenlayers.locate.base import LayerScores, LocateError, get_locator
+from goldenlayers.locate.readings import DEFAULT_READING
 from goldenlayers.models.handle import ModelHandle
 from goldenlayers.models.load import cache_dir
 from goldenlayers.progress import track
@@ -118,12 +119,20 @@ def verify_at_layer(handle: ModelHandle, requests, layer: int, editor: str = "r-
 
 
 def locator_settings(method: str, *, top_k: int = 5, seed: int = 0, editor: str = "r-rome",
-                     fence_k: float | None = 1.0, direction: str = "argmax",
-                     weights: str = "edit-matrix", layers: str = "all",
+                     fence_k: float | None = DEFAULT_READING.fence_k,
+                     direction: str = DEFAULT_READING.direction,
+                     weights: str = DEFAULT_READING.weights,
+                     old_answer: str = DEFAULT_READING.old_answer,
+                     similarity: str = DEFAULT_READING.similarity,
+                     combine: str = DEFAULT_READING.combine, layers: str = "all",
                      dataset: str = "requests") -> dict[str, Any]:
-    """The command line's options as the settings of the chosen method (each takes what it has)."""
+    """The command line's options as the settings of the chosen method (each takes what it has).
+
+    LGA's bootstrap stability uses ``seed`` too, so one seed reproduces the whole run."""
     if method == "lga":
-        return dict(top_k=top_k, fence_k=fence_k, direction=direction, weights=weights)
+        return dict(top_k=top_k, fence_k=fence_k, direction=direction, weights=weights,
+                    old_answer=old_answer, similarity=similarity, combine=combine,
+                    stability_seed=seed)
     if method == "cma":
         return dict(top_k=top_k, seed=seed)
     if method == "brute-force":

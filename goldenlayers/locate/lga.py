@@ -10,6 +10,10 @@ and no d_out x d_in gradient is ever built. Keys come from forward hooks and out
 backward hooks on every layer at once; the new- and old-target sequences of many requests share one
 padded batch and one backward pass (rows do not interact, so the backward of the sum of the per-row
 losses gives each row's own gradients).
+
+The gradient stage (``compute_products``) returns ``GradientProducts`` per (weights, old answer);
+every reading of them (similarity, combination, fences, direction) lives in ``readings``, and the
+locator is the settings' reading of one set of products.
 """
 
 from __future__ import annotations
@@ -21,10 +25,10 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from goldenlayers.locate.answers import old_answers
-from goldenlayers.locate.base import (LayerScores, LocateError, Locator, check_choice,
-                                      check_positive, register, summarise)
-from goldenlayers.locate.fences import DIRECTIONS
+from goldenlayers.locate.answers import greedy_answers, old_answers as read_old_answers
+from goldenlayers.locate.base import LayerScores, LocateError, Locator, check_positive, register
+from goldenlayers.locate.readings import (DEFAULT_READING, GradientProducts, LGAReading,
+                                          layer_stability, read, similarity_matrix)
 from goldenlayers.locate.measure import measure
 from goldenlayers.models.handle import ModelHandle, target_nll
 from goldenlayers.models.hooks import trace
@@ -32,29 +36,32 @@ from goldenlayers.progress import track
 
 log = logging.getLogger(__name__)
 
-WEIGHTS = ("edit-matrix", "mlp")
-AGGREGATIONS = ("sum", "mean")
-
 
 @dataclass
 class LGASettings:
-    fence_k: float | None = 1.0  # Tukey's k; None turns the fences off
-    direction: str = "argmax"  # or "argmin" (METHOD.md leaves the sign open)
-    weights: str = "edit-matrix"  # the matrix editors rewrite, or "mlp": every matrix of the MLP
-    aggregation: str = "sum"  # or "mean" over requests (same ranking)
-    normalise: bool = False  # cosine instead of the raw inner product
+    """The reading (defaults: ``DEFAULT_READING``) and how the gradients are computed."""
+
+    fence_k: float | None = DEFAULT_READING.fence_k  # Tukey's k; None turns the fences off
+    direction: str = DEFAULT_READING.direction  # argmax or argmin (METHOD.md leaves the sign open)
+    weights: str = DEFAULT_READING.weights  # the matrix editors rewrite, or "mlp": every MLP matrix
+    old_answer: str = DEFAULT_READING.old_answer  # "dataset" (greedy where missing) or "greedy"
+    similarity: str = DEFAULT_READING.similarity  # "raw" inner product or "cosine"
+    combine: str = DEFAULT_READING.combine  # "sum", "mean-rank" or "votes" over the requests
     batch_size: int = 16  # requests per forward/backward pass (twice as many rows)
     top_k: int = 5
-    greedy_tokens: int = 8  # tokens generated for a request that has no old answer
+    greedy_tokens: int = 8  # tokens generated for a greedy old answer
+    stability_resamples: int = 1000  # bootstrap resamples of the requests; 0: no stability
+    stability_seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.fence_k is not None:
-            check_positive("fence_k", self.fence_k, allow_zero=True)
-        check_choice("direction", self.direction, DIRECTIONS)
-        check_choice("weights", self.weights, WEIGHTS)
-        check_choice("aggregation", self.aggregation, AGGREGATIONS)
+        self.reading()  # validates the reading's choices
         for name in ("batch_size", "top_k", "greedy_tokens"):
             check_positive(name, getattr(self, name))
+        check_positive("stability_resamples", self.stability_resamples, allow_zero=True)
+
+    def reading(self) -> LGAReading:
+        return LGAReading(self.weights, self.old_answer, self.similarity, self.combine,
+                          self.fence_k, self.direction)
 
 
 # --- the math -------------------------------------------------------------------------------------
@@ -150,6 +157,52 @@ def batch_inner_products(handle: ModelHandle, prompts: Sequence[str], new: Seque
     return grams.out
 
 
+# --- the gradient stage: products per (weights, old answer) -----------------------------------------
+
+
+def request_products(handle: ModelHandle, requests, olds: Sequence[str], weights: str,
+                     batch_size: int) -> torch.Tensor:
+    """(3, R, L) <g_new, g_old>, |g_new|^2, |g_old|^2 of every request, float64 on the CPU."""
+    starts = range(0, len(requests), batch_size)
+    chunks = []
+    for start in track(starts, f"LGA gradients ({weights})", total=len(starts)):
+        chunk = requests[start: start + batch_size]
+        chunks.append(batch_inner_products(
+            handle, [r.prompt for r in chunk], [r.target_new for r in chunk],
+            olds[start: start + batch_size], weights).cpu())
+    return torch.cat(chunks, dim=1)
+
+
+def compute_products(handle: ModelHandle, requests,
+                     weights_set: Sequence[str] = ("edit-matrix", "mlp"),
+                     old_answers: Sequence[str] = ("dataset", "greedy"), *,
+                     batch_size: int = 16, greedy_tokens: int = 8) -> list[GradientProducts]:
+    """``GradientProducts`` for each (weights, old answer): one forward and backward pass each.
+
+    The model's greedy answers are generated once and serve both old-answer sources. Requests
+    whose old answer is empty are left out of that source's products (and the notes say so).
+    """
+    if not requests:
+        raise LocateError("LGA needs at least one request")
+    needs_greedy = "greedy" in old_answers or any(r.target_old is None for r in requests)
+    greedy = greedy_answers(handle, requests, greedy_tokens) if needs_greedy else None
+    products = []
+    for source in old_answers:
+        olds, notes = read_old_answers(handle, requests, greedy_tokens, source, greedy)
+        used = [i for i, old in enumerate(olds) if old]
+        if len(used) < len(requests):
+            notes.append(f"{len(requests) - len(used)} requests skipped: no old answer found")
+        if not used:
+            raise LocateError("no request has an old answer to compare the new target with")
+        for weights in weights_set:
+            inner, norm_new, norm_old = request_products(
+                handle, [requests[i] for i in used], [olds[i] for i in used], weights, batch_size)
+            products.append(GradientProducts(
+                weights, source, tuple(str(requests[i].case_id) for i in used), inner.numpy(),
+                norm_new.numpy(), norm_old.numpy(), tuple(notes)))
+    return products
+
+
 # --- the locator ---------------------------------------------------------------------------------
 
 
@@ -160,39 +213,24 @@ class LGALocator(Locator):
 
     def locate(self, handle: ModelHandle, requests) -> LayerScores:
         s: LGASettings = self.settings
-        if not requests:
-            raise LocateError("LGA needs at least one request")
         with measure(handle.device) as cost:
-            olds, notes = old_answers(handle, requests, s.greedy_tokens)
-            used = [i for i, old in enumerate(olds) if old]
-            if len(used) < len(requests):
-                notes.append(f"{len(requests) - len(used)} requests skipped: no old answer found")
-            if not used:
-                raise LocateError("no request has an old answer to compare the new target with")
-            per_request = self._contributions(handle, [requests[i] for i in used],
-                                              [olds[i] for i in used])  # (R, L)
-            scores = per_request.sum(0) if s.aggregation == "sum" else per_request.mean(0)
-        excluded, golden, top = summarise(scores.tolist(), fence_k=s.fence_k,
-                                          direction=s.direction, top_k=s.top_k)
+            products, = compute_products(handle, requests, (s.weights,), (s.old_answer,),
+                                         batch_size=s.batch_size, greedy_tokens=s.greedy_tokens)
+        return self.layer_scores(handle, products, cost.seconds, cost.peak_memory_bytes)
+
+    def layer_scores(self, handle: ModelHandle, products: GradientProducts, seconds: float = 0.0,
+                     peak_memory_bytes: int | None = None) -> LayerScores:
+        """The settings' reading of these products as ``LayerScores`` (one implementation)."""
+        s: LGASettings = self.settings
+        reading = s.reading()
+        result = read(products, reading)
+        stability = (layer_stability(products, reading, s.stability_resamples, s.stability_seed)
+                     if s.stability_resamples else None)
         return LayerScores(
             method=self.name, model=handle.name, model_fingerprint=handle.fingerprint,
-            scores=scores.tolist(), excluded=excluded, golden_layer=golden, top_k=top,
-            per_request=per_request.tolist(), seconds=cost.seconds,
-            peak_memory_bytes=cost.peak_memory_bytes, settings=self.settings_dict(),
-            direction=s.direction, request_ids=[str(requests[i].case_id) for i in used],
-            notes=notes)
-
-    def _contributions(self, handle: ModelHandle, requests, olds: list[str]) -> torch.Tensor:
-        """s_i(l) for every request and layer (R, L), float64 on the CPU."""
-        s: LGASettings = self.settings
-        starts = range(0, len(requests), s.batch_size)
-        rows = []
-        for start in track(starts, "LGA gradients", total=len(starts)):
-            chunk = requests[start: start + s.batch_size]
-            inner, norm_new, norm_old = batch_inner_products(
-                handle, [r.prompt for r in chunk], [r.target_new for r in chunk],
-                olds[start: start + s.batch_size], s.weights)
-            if s.normalise:
-                inner = inner / (norm_new * norm_old).sqrt().clamp(min=1e-30)
-            rows.append(inner.cpu())
-        return torch.cat(rows)
+            scores=result.scores.tolist(), excluded=result.excluded,
+            golden_layer=result.golden_layer, top_k=result.ranking[:s.top_k],
+            per_request=similarity_matrix(products, reading.similarity).tolist(), seconds=seconds,
+            peak_memory_bytes=peak_memory_bytes, settings=self.settings_dict(),
+            direction=result.direction, request_ids=list(products.request_ids),
+            notes=list(products.notes), stability=stability, reading=reading.name)

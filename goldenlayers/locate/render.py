@@ -8,7 +8,7 @@ from pathlib import Path
 from rich.table import Table
 from rich.text import Text
 
-from goldenlayers.locate.base import LayerScores
+from goldenlayers.locate.base import LayerScores, LayerStability
 from goldenlayers.locate.fences import tukey_fences
 
 BLOCKS = " ▏▎▍▌▋▊▉█"
@@ -37,7 +37,10 @@ def layer_table(scores: LayerScores, title: str | None = None) -> Table:
     excluded = sorted(scores.excluded, key=lambda layer: -abs(_finite(scores.scores[layer])))
     scale = max((abs(scores.scores[layer]) for layer in kept), default=0.0) or 1.0
     table = Table(title=title or f"{scores.method} layer scores: {scores.model}")
-    for column, justify in (("rank", "right"), ("layer", "right"), ("score", "right"),
+    # LGA's rank and vote readings score layers by mean rank (lowest best) or votes.
+    score_name = {"mean-rank": "mean rank", "votes": "votes"}.get(
+        scores.settings.get("combine", "sum"), "score")
+    for column, justify in (("rank", "right"), ("layer", "right"), (score_name, "right"),
                             ("", "left"), ("", "left")):
         table.add_column(column, justify=justify)
     for rank, layer in enumerate(kept + excluded, start=1):
@@ -53,6 +56,18 @@ def layer_table(scores: LayerScores, title: str | None = None) -> Table:
         table.add_row("–" if is_excluded else str(rank), str(layer), f"{value:.4g}",
                       Text(drawn, style=colour), mark)
     return table
+
+
+def stability_line(stability: LayerStability, requests: int, shown: int = 5) -> str:
+    """E.g. "stability over 1000 bootstrap resamples of the 32 requests: layer 12: 64%, layer 10:
+    22%, layer 3: 9%, 3 more layers: 5%" (the share of resamples each layer wins)."""
+    shares = list(stability.win_share.items())
+    parts = [f"layer {layer}: {share:.0%}" for layer, share in shares[:shown]]
+    if len(shares) > shown:
+        rest = sum(share for _, share in shares[shown:])
+        parts.append(f"{len(shares) - shown} more layers: {rest:.0%}")
+    return (f"stability over {stability.resamples} bootstrap resamples of the {requests} requests: "
+            + ", ".join(parts))
 
 
 def _finite(value: float) -> float:
@@ -84,7 +99,8 @@ def plot_layer_scores(scores: LayerScores, path: str | Path) -> Path:
                         ha="center", va="top" if values[layer] > high else "bottom", fontsize=7,
                         bbox=dict(facecolor="white", edgecolor="none", pad=1.0))
     fence_k = scores.settings.get("fence_k")
-    if fence_k is not None:
+    # LGA's fences are taken on the summed similarity: they are lines on these scores only for sums.
+    if fence_k is not None and scores.settings.get("combine", "sum") == "sum":
         for fence in tukey_fences(scores.scores, fence_k):
             ax.axhline(fence, linestyle="--", linewidth=0.8, color="grey")
     ax.legend(handles=[Patch(facecolor="goldenrod", label="golden"),

@@ -27,6 +27,8 @@ from goldenlayers.study.store import merged_manifest, requests_digest, write_man
 
 log = logging.getLogger(__name__)
 
+PRODUCTS = "lga-products"  # the method name of the locate rows that hold LGA's gradient products
+
 
 @dataclass(frozen=True)
 class DatasetPlan:
@@ -93,6 +95,7 @@ def run_locators(handle: ModelHandle, plans: Sequence[DatasetPlan], settings: St
 
     done = {row.key for row in folder.locate_rows()}
     for plan in plans:
+        store_products(handle, plan, settings, folder, done)
         for method in LOCATORS:
             key = (handle.name, plan.name, "proxy", method, settings.seed)
             if key in done:
@@ -102,6 +105,23 @@ def run_locators(handle: ModelHandle, plans: Sequence[DatasetPlan], settings: St
             scores = get_locator(method, **locator_settings(settings, method)).locate(
                 handle, list(plan.proxy))
             folder.add_locate(LocateRow(*key, scores.to_dict(), scores.seconds, tuple(scores.notes)))
+
+
+def store_products(handle: ModelHandle, plan: DatasetPlan, settings: StudySettings,
+                   folder: ResultsFolder, done: set) -> None:
+    """LGA's gradient products of every (weights, old answer) on the proxy requests and on the pool,
+    so that every reading of LGA (``locate.readings``) is computed later without the model."""
+    from goldenlayers.locate import compute_products
+
+    for split_name, requests in (("proxy", plan.proxy), ("pool", plan.pool)):
+        key = (handle.name, plan.name, split_name, PRODUCTS, settings.seed)
+        if not requests or key in done:
+            continue
+        log.info("LGA gradient products on %s %s (%d requests)", plan.name, split_name, len(requests))
+        start = time.perf_counter()
+        products = compute_products(handle, list(requests))
+        folder.add_locate(LocateRow(*key, {"products": [p.to_dict() for p in products]},
+                                    time.perf_counter() - start))
 
 
 def cell_tasks(plans: Sequence[DatasetPlan], settings: StudySettings, model: str,
