@@ -1,7 +1,8 @@
-"""The study: settings, the results store, and end-to-end studies on the tiny model: every table
-and figure, resuming after SIGKILL, and the Ray executor against the local one.
+"""The study: settings, the run folder (manifest and result files), and end-to-end studies on the
+tiny model: every table and figure, resuming after SIGKILL, the Ray executor against the local
+one, and brute force in ``locate`` naming the study's golden layer.
 
-(The analysis and report on a synthetic store with hand-chosen numbers: test_report.py.)
+(The analysis and report on synthetic rows with hand-chosen numbers: test_report.py.)
 """
 
 from __future__ import annotations
@@ -9,17 +10,17 @@ from __future__ import annotations
 import json
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
 
 import pytest
 
+from goldenlayers.engine import CellKey, CellRow, LocateRow, ResultsFolder
 from goldenlayers.errors import GoldenLayersError
 from goldenlayers.report import write_report
-from goldenlayers.study import (EditRecord, EditUnit, LocateRecord, LocateUnit, ResultsStore,
-                                SettingsMismatch, StudySettings, parse_layers, run_study)
+from goldenlayers.study import SettingsMismatch, StudySettings, parse_layers, run_study
+from goldenlayers.study.store import FORMAT, merged_manifest, write_manifest
 
 
 # --- settings -------------------------------------------------------------------------------------
@@ -29,12 +30,11 @@ def test_parse_layers_forms():
     assert parse_layers("all:2", 6) == [0, 2, 4]
     assert parse_layers("1,3-5", 6) == [1, 3, 4, 5]
     assert parse_layers("0-29:3,29", 30) == [0, 3, 6, 9, 12, 15, 18, 21, 24, 27, 29]
-    assert parse_layers("auto", 4) == [0, 1, 2, 3]  # every layer of a small model
-    assert parse_layers("auto", 30) == list(range(0, 30, 3))  # about ten of a large one
+    assert StudySettings("m", "zsre").layers == "all"  # every layer unless told otherwise
 
 
 @pytest.mark.parametrize("spec, message", [("7", "layers 0-5"), ("x", "cannot read"),
-                                           ("4-2", "empty range")])
+                                           ("4-2", "empty range"), ("auto", "cannot read")])
 def test_parse_layers_errors_name_the_problem(spec, message):
     with pytest.raises(GoldenLayersError, match=message):
         parse_layers(spec, 6)
@@ -47,46 +47,74 @@ def test_settings_validate_and_reject_unknown_keys():
         StudySettings.from_dict({"model": "tiny-llama", "datasets": ("zsre",), "batch": 3})
     with pytest.raises(GoldenLayersError, match="'accuracy'"):
         StudySettings("tiny-llama", ("zsre",), metrics=("accuracy",))
+    with pytest.raises(GoldenLayersError, match="fluency_size"):
+        StudySettings("tiny-llama", ("zsre",), fluency_size=-1)
     assert StudySettings("m", "zsre, counterfact").datasets == ("zsre", "counterfact")
 
 
-# --- the store ------------------------------------------------------------------------------------
+# --- the run folder ---------------------------------------------------------------------------------
 
-def _edit(dataset, split, case, layer, **metrics):
-    return EditRecord(EditUnit(dataset, split, case, layer, "r-rome"), metrics, seconds=0.5,
-                      edit_seconds=0.2)
+def _manifest(seed=0, test_size=6, digest="d1", editor_steps=5):
+    fixed = StudySettings("tiny-llama", ("counterfact",), seed=seed, test_size=test_size).fixed()
+    return {"format": FORMAT, "model": "tiny-llama", "model_fingerprint": "abc", "num_layers": 4,
+            "fixed": fixed, "editors": {"r-rome": {"v_num_grad_steps": editor_steps}},
+            "datasets": {"counterfact": {"digest": digest, "proxy": 3, "test": test_size}},
+            "layers": {"counterfact/r-rome": [0, 1, 2, 3]}}
 
 
-def test_store_refuses_a_run_directory_with_other_settings(tmp_path):
-    settings = StudySettings("tiny-llama", ("counterfact",), seed=0).stored(4, "abc")
-    ResultsStore.open(tmp_path, settings).close()
-    ResultsStore.open(tmp_path, settings).close()  # the same settings reopen it
-    other = StudySettings("tiny-llama", ("counterfact",), seed=1, test_size=3).stored(4, "abc")
+def test_run_folder_refuses_other_settings_and_changed_data(tmp_path):
+    write_manifest(tmp_path, _manifest())
+    assert merged_manifest(tmp_path, _manifest()) == _manifest()  # the same settings reopen it
     with pytest.raises(SettingsMismatch) as error:
-        ResultsStore.open(tmp_path, other)
+        merged_manifest(tmp_path, _manifest(seed=1, test_size=3))
     assert "seed: 0 there, 1 now" in str(error.value)
     assert "test_size: 6 there, 3 now" in str(error.value)
     assert "proxy_size" not in str(error.value)
+    with pytest.raises(SettingsMismatch, match="the records of data set 'counterfact' changed"):
+        merged_manifest(tmp_path, _manifest(digest="d2"))
+    with pytest.raises(SettingsMismatch, match="the settings of editor 'r-rome' changed"):
+        merged_manifest(tmp_path, _manifest(editor_steps=25))
 
 
-def test_store_commits_each_unit_and_keeps_it(tmp_path):
-    store = ResultsStore.open(tmp_path, {"model": "m"})
-    invocation = store.begin_invocation("local")
-    record = _edit("zsre", "test", "case/1", 2, rewrite_accuracy=0.75)
-    store.put(record, invocation)
-    located = LocateRecord(LocateUnit("zsre", "lga"), (1.0, 3.0, 2.0), (0,), 1, "argmax",
-                           {"fence_k": 1.0}, ((1.0, 3.0, 2.0),), seconds=4.0)
-    store.put(located, invocation)
-    with pytest.raises(sqlite3.IntegrityError):  # a unit is never done twice
-        store.put(record, invocation)
-    store.close()
-    # Another connection sees both units at once: each was committed when it was put.
-    assert sqlite3.connect(tmp_path / "results.sqlite").execute(
-        "PRAGMA journal_mode").fetchone()[0] == "wal"
-    reopened = ResultsStore.read(tmp_path)
-    assert list(reopened.records()) == [record, located]
-    assert reopened.units_done_by(invocation) == 2
-    assert reopened.has(record.unit) and not reopened.has(EditUnit("zsre", "test", "case/1", 3, "r-rome"))
+def test_run_folder_grows_by_data_sets_and_editors(tmp_path):
+    write_manifest(tmp_path, _manifest())
+    other = _manifest()
+    other["datasets"] = {"zsre": {"digest": "z", "proxy": 3, "test": 6}}
+    other["editors"] = {"rome": {}}
+    merged = merged_manifest(tmp_path, other)
+    assert set(merged["datasets"]) == {"counterfact", "zsre"}
+    assert set(merged["editors"]) == {"r-rome", "rome"}
+
+
+def _row(case="c/1", layer=2, **metrics):
+    return CellRow(CellKey("tiny", "zsre", "test", "r-rome", layer, case, 0), metrics, 0.5, 0.2)
+
+
+def test_result_files_keep_each_row_and_cut_a_torn_line(tmp_path):
+    folder = ResultsFolder(tmp_path)
+    first = _row(rewrite_accuracy=0.75, overall=0.5)
+    folder.add_cell(first)
+    path = folder.cells_file("zsre")
+    with open(path, "a") as file:  # a writer killed mid-line
+        file.write('{"model": "tiny", "data')
+    assert folder.cells() == [first]  # a torn last line is skipped when read ...
+    second = _row(layer=3, rewrite_accuracy=1.0)
+    folder.add_cell(second)  # ... and cut before the next row is appended
+    assert folder.cells() == [first, second]
+    assert path.read_text().count("\n") == 2
+    located = LocateRow("tiny", "zsre", "proxy", "lga", 0, {"scores": [1.0, 2.0]}, 3.0)
+    folder.add_locate(located)
+    assert folder.locate_rows() == [located]
+    assert [r.key for r in folder.cells()] == [first.key, second.key]  # locate rows kept apart
+
+
+def test_a_garbage_results_file_is_an_error_naming_it(tmp_path):
+    (tmp_path / "zsre.jsonl").write_text('{"model": "tiny"}\nnot json\n{"model": "x"}\n')
+    with pytest.raises(GoldenLayersError, match=r"zsre.jsonl, line 1: not a cell row"):
+        ResultsFolder(tmp_path).cells()
+    (tmp_path / "zsre.jsonl").write_text(_row().to_json() + "\nnot json\n" + _row(layer=1).to_json() + "\n")
+    with pytest.raises(GoldenLayersError, match=r"zsre.jsonl, line 2: not a results row"):
+        ResultsFolder(tmp_path).cells()
 
 
 # --- end to end on the tiny model -------------------------------------------------------------------
@@ -108,11 +136,9 @@ def _settings(**changes):
 
 
 def _results(run_dir) -> dict[str, dict]:
-    store = ResultsStore.read(run_dir)
-    try:
-        return {key: json.loads(value) for key, value in store.results().items()}
-    finally:
-        store.close()
+    """Cell key -> what must not depend on the run: metrics and error (not the costs)."""
+    return {row.key.text(): {"metrics": row.metrics, "error": row.error}
+            for row in ResultsFolder(run_dir).cells()}
 
 
 def _assert_same_results(a: dict, b: dict, tolerance: float = 0.0) -> None:
@@ -148,8 +174,9 @@ def test_tiny_study_produces_every_table_and_figure(local_run):
     assert run.done_before == 0 and run.done_now == run.planned
     files = write_report(run_dir)
     results = files.results
-    # 2 data sets x (1 proxy x 4 layers + 2 test x 4 layers) edits + LGA and CMA per data set.
-    assert run.planned == 2 * (1 * 4 + 2 * 4) + 4
+    # 2 data sets x (1 proxy + 2 test requests) x 4 layers; then LGA, CMA and products per data set.
+    assert run.planned == 2 * (1 + 2) * 4
+    assert len(ResultsFolder(run_dir).locate_rows()) == 2 * 3
     assert set(results.test) == {"counterfact", "zsre"} and results.test["zsre"].layers == (0, 1, 2, 3)
     assert "portability" in results.test["zsre"].metrics  # each data set keeps its own metrics
     assert "portability" not in results.test["counterfact"].metrics
@@ -160,12 +187,17 @@ def test_tiny_study_produces_every_table_and_figure(local_run):
         table2 = {r.selector: r for r in results.selection if r.dataset == dataset}
         assert table2["LGA"].layer == results.locators[(dataset, "lga")].golden_layer
         assert table2["LGA"].metrics["rewrite_accuracy"] == pytest.approx(means[table2["LGA"].layer])
+        regret = table2["LGA"].regret["rewrite_accuracy"]
+        assert regret.n == 2 and regret.low <= regret.mean <= regret.high
+        assert table2["BF test (golden)"].regret["rewrite_accuracy"].mean == 0.0
     assert all(r.lga_seconds > 0 and r.cma_seconds > 0 and r.bf_seconds > 0 for r in results.runtimes)
     titles = " ".join(t.title for t in files.tables)
     for expected in ("Table 1", "Table 2", "Table 3", "Figure 2", "Figure 4", "Locators"):
         assert expected in titles
     page = files.html.read_text()
     assert page.count("data:image/png;base64,") == len(files.figures) == 4
+    report = files.markdown.read_text()
+    assert "[95% CI]" in report and "detectable (80% power)" in report
 
 
 def test_rerun_does_nothing_and_other_settings_are_refused(local_run):
@@ -178,12 +210,9 @@ def test_rerun_does_nothing_and_other_settings_are_refused(local_run):
     assert _results(run_dir) == before
 
 
-def _count_units(db_path) -> int:
-    try:
-        with sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, timeout=1.0) as db:
-            return db.execute("SELECT COUNT(*) FROM units WHERE kind = 'edit'").fetchone()[0]
-    except sqlite3.OperationalError:  # not created yet
-        return 0
+def _count_cells(run_dir) -> int:
+    return sum(path.read_text().count("\n") for path in run_dir.glob("*.jsonl")
+               if not path.name.endswith(".locate.jsonl"))
 
 
 def test_killed_study_resumes_to_the_same_results(local_run, tmp_path):
@@ -193,7 +222,7 @@ def test_killed_study_resumes_to_the_same_results(local_run, tmp_path):
     process = subprocess.Popen(command, env={**os.environ, "GOLDENLAYERS_PROGRESS": "0"},
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 240
-    while _count_units(run_dir / "results.sqlite") < 3:
+    while _count_cells(run_dir) < 3:
         assert process.poll() is None, process.stderr.read().decode()[-2000:]
         assert time.monotonic() < deadline, "the study made no progress"
         time.sleep(0.05)
@@ -222,14 +251,30 @@ def test_ray_executor_gives_the_results_of_the_local_one(local_run, tmp_path):
 def test_small_study_on_smollm2_edits_at_its_golden_layer(tmp_path):
     """SmolLM2-135M, one data set, two layers: the golden layer's edits take (R-ROME writes the new
     answer), and the report names the locators' layers."""
-    settings = StudySettings("smollm2-135m", ("zsre",), test_size=2, proxy_size=1, layers="4,15")
+    settings = StudySettings("smollm2-135m", ("zsre",), test_size=2, proxy_size=1,
+                             layers="4,15")
     run = run_study(settings, tmp_path)
     assert run.done_now == run.planned
     files = write_report(tmp_path)
     results = files.results
     test = results.test["zsre"]
     assert test.score_at("rewrite_accuracy", test.golden_layer("rewrite_accuracy")) >= 0.5
-    for method in ("lga", "cma"):
-        layer = results.locators[("zsre", method)].golden_layer
-        assert 0 <= layer < 30 and layer in test.layers  # the test set was edited there too
+    layer = results.locators[("zsre", "lga")].golden_layer
+    assert 0 <= layer < 30
     assert f"| zsre | LGA | {results.locators[('zsre', 'lga')].golden_layer} |" in files.markdown.read_text()
+
+
+def test_locate_brute_force_and_study_name_the_same_golden_layer(local_run):
+    """The same cells (keys and seeds) through ``locate``'s brute force and the study's grid."""
+    from goldenlayers.data import load_dataset, split
+    from goldenlayers.locate import get_locator
+    from goldenlayers.models import load_model
+
+    run_dir, _ = local_run
+    results = write_report(run_dir, run_dir / "again").results
+    parts = split(load_dataset("counterfact").requests, proxy_fraction=0.1, seed=0)
+    locator = get_locator("brute-force", editor_overrides=EDITOR, dataset="counterfact", seed=0)
+    scores = locator.locate(load_model("tiny-llama"), list(parts.proxy)[:1])
+    grid = results.proxy["counterfact"]
+    assert scores.golden_layer == grid.golden_layer("rewrite_accuracy")
+    assert scores.scores == pytest.approx(list(grid.layer_means("rewrite_accuracy")))

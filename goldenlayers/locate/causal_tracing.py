@@ -194,11 +194,13 @@ class CausalTracingLocator(Locator):
             answers, notes = old_answers(handle, requests, s.greedy_tokens)
             used, more_notes = self._facts(handle, requests, answers)
             notes += more_notes
-            if s.known_only and len(used) < s.min_known:
-                return self._not_applicable(handle, requests, used, notes, cost)
-            sigma = embedding_sigma(handle, [requests[i] for i in used])
-            effects = self._effects(handle, requests, answers, used, sigma)  # (F, L)
-            scores = effects.mean(0)
+            applicable = not s.known_only or len(used) >= s.min_known
+            if applicable:
+                sigma = embedding_sigma(handle, [requests[i] for i in used])
+                effects = self._effects(handle, requests, answers, used, sigma)  # (F, L)
+                scores = effects.mean(0)
+        if not applicable:
+            return self._not_applicable(handle, requests, used, notes, cost)
         notes.append(f"sigma (std of subject-token embeddings) = {sigma:.4g}; "
                      f"noise std = {s.noise * sigma:.4g}")
         excluded, golden, top = summarise(scores.tolist(), fence_k=s.fence_k, direction="argmax",
