@@ -17,7 +17,7 @@ REQUESTS = [
 
 
 def test_zero_noise_gives_zero_indirect_effect_everywhere(tiny_model):
-    scores = get_locator("cma", noise=0.0, samples=2).locate(tiny_model, REQUESTS)
+    scores = get_locator("cma", noise=0.0, samples=2, known_only=False).locate(tiny_model, REQUESTS)
     assert len(scores.per_request) == len(scores.request_ids) >= 1
     for row in scores.per_request:
         assert len(row) == tiny_model.num_layers
@@ -69,9 +69,17 @@ def test_known_facts_compare_the_greedy_token_with_the_answer(tiny_llama):
 
 
 def test_tracing_is_seeded_and_says_which_facts_it_used(tiny_gpt2):
-    first = get_locator("cma", samples=3, seed=1).locate(tiny_gpt2, REQUESTS)
-    again = get_locator("cma", samples=3, seed=1).locate(tiny_gpt2, REQUESTS)
-    other = get_locator("cma", samples=3, seed=2).locate(tiny_gpt2, REQUESTS)
+    first = get_locator("cma", samples=3, seed=1, known_only=False).locate(tiny_gpt2, REQUESTS)
+    again = get_locator("cma", samples=3, seed=1, known_only=False).locate(tiny_gpt2, REQUESTS)
+    other = get_locator("cma", samples=3, seed=2, known_only=False).locate(tiny_gpt2, REQUESTS)
     assert first.scores == again.scores and first.scores != other.scores
     assert first.golden_layer == max(range(4), key=lambda l: (first.scores[l], -l))
     assert any("facts" in note for note in first.notes) and first.excluded == []
+
+
+def test_facts_the_model_does_not_know_give_no_layer(tiny_gpt2):
+    """A random tiny model knows none of these facts: tracing would measure noise, so no layer."""
+    scores = get_locator("cma", samples=3).locate(tiny_gpt2, REQUESTS)
+    assert scores.golden_layer is None and scores.top_k == [] and scores.scores == []
+    assert any("not applicable" in note and "knows 0 of" in note for note in scores.notes)
+    assert '"golden_layer": null' in scores.to_json()

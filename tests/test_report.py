@@ -1,4 +1,4 @@
-"""The analysis behind the report and the report itself, on a synthetic study store whose numbers
+"""The analysis behind the report and the report itself, on synthetic result rows whose numbers
 are chosen by hand, so every table value can be checked. (The end-to-end study on a tiny model that
 also writes a report is in test_study.py.)"""
 
@@ -9,18 +9,30 @@ import math
 import numpy as np
 import pytest
 
+from goldenlayers.engine import CellKey, CellRow, LocateRow, ResultsFolder, build_grids, unit_overall
 from goldenlayers.errors import GoldenLayersError
+from goldenlayers.evaluate import OVERALL
+from goldenlayers.locate import LayerScores
 from goldenlayers.report import write_report
-from goldenlayers.study import EditRecord, EditUnit, LocateRecord, LocateUnit, ResultsStore, StudySettings
+from goldenlayers.study import StudySettings
 from goldenlayers.study.analysis import analyse, load_results
-from goldenlayers.study.grids import OVERALL, build_grids
+from goldenlayers.study.store import FORMAT, write_manifest
 
 LAYERS = [0, 1, 2, 3]
 
 
 def _edit(dataset, split, case, layer, **metrics):
-    return EditRecord(EditUnit(dataset, split, case, layer, "r-rome"), metrics, seconds=0.5,
-                      edit_seconds=0.2)
+    overall = unit_overall(metrics)
+    if overall is not None:
+        metrics[OVERALL] = overall
+    return CellRow(CellKey("tiny-llama", dataset, split, "r-rome", layer, case, 0), metrics,
+                   seconds=0.5, edit_seconds=0.2)
+
+
+def _located(dataset, method, scores, excluded, golden, seconds):
+    result = LayerScores(method, "tiny-llama", "f00", list(scores), list(excluded), golden, [golden],
+                         [list(scores)], seconds, None, {})
+    return LocateRow("tiny-llama", dataset, "proxy", method, 0, result.to_dict(), seconds)
 
 
 # --- analysis on a synthetic study with known answers ----------------------------------------------
@@ -36,7 +48,8 @@ def _rewrite(dataset, split, case, layer):
 
 
 def synthetic_records():
-    records = []
+    """Cell rows and locate rows of two data sets."""
+    cells, located = [], []
     for dataset in ("counterfact", "zsre"):
         for split, cases in (("proxy", ["p0", "p1"]), ("test", ["r0", "r1", "r2"])):
             for case in cases:
@@ -44,56 +57,65 @@ def synthetic_records():
                     metrics = dict(rewrite_accuracy=_rewrite(dataset, split, case, layer),
                                    locality=1.0 - 0.2 * layer)
                     if dataset == "counterfact":
-                        metrics["fluency"] = 5.0 + (layer - 1) ** 2  # lower is better: layer 1
-                    records.append(_edit(dataset, split, case, layer, **metrics))
-        failed = EditUnit(dataset, "test", "r1", 3, "r-rome")
+                        metrics["fluency"] = 5.0 + (layer - 1) ** 2  # higher is better: layer 3
+                    cells.append(_edit(dataset, split, case, layer, **metrics))
         if dataset == "counterfact":  # one edit that could not be made
-            records = [r for r in records if r.unit != failed]
-            records.append(EditRecord(failed, {}, 0.1, 0.0, error="tiny denominator"))
-        lga = (5.0, 1.0, 9.0, 100.0)  # layer 3 is an outlier the fence drops; LGA picks layer 2
-        cma = (0.3, 0.1, 0.0, 0.0)  # CMA picks layer 0
-        records.append(LocateRecord(LocateUnit(dataset, "lga"), lga, (3,), 2, "argmax", {},
-                                    ((5.0, 1.0, 9.0, 100.0),), seconds=2.0))
-        records.append(LocateRecord(LocateUnit(dataset, "cma"), cma, (), 0, "argmax", {},
-                                    ((0.3, 0.1, 0.0, 0.0),), seconds=6.0))
-    return records
+            failed = CellKey("tiny-llama", dataset, "test", "r-rome", 3, "r1", 0)
+            cells = [r for r in cells if r.key != failed]
+            cells.append(CellRow(failed, {}, 0.1, 0.0, error="tiny denominator"))
+        # LGA: layer 3 is an outlier the fence drops, so it picks layer 2; CMA picks layer 0.
+        located.append(_located(dataset, "lga", (5.0, 1.0, 9.0, 100.0), (3,), 2, 2.0))
+        located.append(_located(dataset, "cma", (0.3, 0.1, 0.0, 0.0), (), 0, 6.0))
+    return cells, located
 
 
-SYNTHETIC_SETTINGS = {**StudySettings("tiny-llama", ("counterfact", "zsre")).stored(4, "f00"),
-                      "resolved_layers": LAYERS}
+MANIFEST = {"format": FORMAT, "model": "tiny-llama", "model_fingerprint": "f00", "num_layers": 4,
+            "fixed": StudySettings("tiny-llama", ("counterfact", "zsre")).fixed(),
+            "editors": {"r-rome": {}},
+            "datasets": {"counterfact": {"digest": "c", "proxy": 2, "test": 3},
+                         "zsre": {"digest": "z", "proxy": 2, "test": 3}}}
+
+
+def _analyse():
+    cells, located = synthetic_records()
+    return analyse(None, MANIFEST, build_grids(cells), located)
 
 
 def test_grid_golden_layers_and_overall():
-    grids = build_grids(r for r in synthetic_records() if isinstance(r, EditRecord))
-    test = grids[("zsre", "test")]
-    assert test.layers == (0, 1, 2, 3) and test.metrics == ("rewrite_accuracy", "locality")
+    grids = build_grids(synthetic_records()[0])
+    test = grids[("zsre", "test", "r-rome")]
+    assert test.layers == (0, 1, 2, 3) and test.metrics == ("rewrite_accuracy", "locality", OVERALL)
     np.testing.assert_allclose(test.layer_means("rewrite_accuracy"), [0.2, 2.2 / 3, 2.6 / 3, 0.5])
     assert test.golden_layer("rewrite_accuracy") == 2
     assert test.golden_layer("locality") == 0
-    # Overall: min-max over layers of RwA and LOC, averaged; layer 1 balances both best.
-    rwa = (np.array([0.2, 2.2 / 3, 2.6 / 3, 0.5]) - 0.2) / (2.6 / 3 - 0.2)
-    loc = np.array([1.0, 2 / 3, 1 / 3, 0.0])
+    # Overall of an edit: the mean of its RwA and LOC; layer 1 balances both best.
+    rwa = np.array([0.2, 2.2 / 3, 2.6 / 3, 0.5])
+    loc = np.array([1.0, 0.8, 0.6, 0.4])
     np.testing.assert_allclose(test.layer_means(OVERALL), (rwa + loc) / 2)
     assert test.golden_layer(OVERALL) == 1
-    assert grids[("zsre", "proxy")].golden_layer("rewrite_accuracy") == 1
+    assert grids[("zsre", "proxy", "r-rome")].golden_layer("rewrite_accuracy") == 1
 
 
 def test_analysis_tables_have_the_known_values():
-    results = analyse(None, SYNTHETIC_SETTINGS, synthetic_records())
+    results = _analyse()
     row = next(r for r in results.table1 if r.dataset == "zsre" and r.metric == "rewrite_accuracy")
     assert row.golden_layer == 2
     assert row.student.mean_a == pytest.approx((1.0 + 0.9 + 0.9) / 3)  # sample-wise optimum
     assert row.student.mean_b == pytest.approx((0.8 + 0.9 + 0.9) / 3)  # golden layer
     assert row.share_at_optimum == pytest.approx(2 / 3)
+    assert row.paired.test.n == (3, 3) and row.paired.difference.mean == pytest.approx(0.2 / 3)
+    assert row.paired.detectable > 0.2 / 3  # three requests cannot see a difference this small
     proxy = next(r for r in results.proxy_vs_test if r.dataset == "zsre" and r.metric == "rewrite_accuracy")
     assert (proxy.proxy_layer, proxy.test_layer) == (1, 2)
     assert proxy.proxy_score == pytest.approx(2.2 / 3) and proxy.test_score == pytest.approx(2.6 / 3)
+    assert proxy.regret.mean == pytest.approx(0.4 / 3) and proxy.regret.n == 3
     # Proxy union: counterfact's proxy prefers 2, zsre's 1; the union mean is best at layer 2.
     assert results.union_layer == 2
     lga = next(a for a in results.agreement if a.dataset == "zsre" and a.method == "lga")
     cma = next(a for a in results.agreement if a.dataset == "zsre" and a.method == "cma")
-    assert (lga.layer, lga.regret, lga.rank) == (2, pytest.approx(0.0), 1)
-    assert (cma.layer, cma.rank) == (0, 4) and cma.regret == pytest.approx(2.6 / 3 - 0.2)
+    assert (lga.layer, lga.regret.mean, lga.rank) == (2, pytest.approx(0.0), 1)
+    assert (cma.layer, cma.rank) == (0, 4) and cma.regret.mean == pytest.approx(2.6 / 3 - 0.2)
+    assert cma.regret.low <= cma.regret.mean <= cma.regret.high
     assert lga.spearman_test == pytest.approx(0.0)  # ranks (2,1,3,4) vs (1,3,4,2): sum d^2 = 10
     assert cma.spearman_test == pytest.approx(-3 / math.sqrt(4.5 * 5))  # ranks (4,3,1.5,1.5) vs (1,3,4,2)
     table2 = [r for r in results.selection if r.dataset == "zsre"]
@@ -107,37 +129,47 @@ def test_analysis_tables_have_the_known_values():
                     if v.dataset == "zsre" and v.fence_k is None and v.direction == "argmax")
     assert no_fence.layer == 3  # without the fence the outlier layer wins
     assert "min-max" in results.overall_note
+    # LGA's layer 2 against the Overall golden layer 1: (RwA + LOC) / 2 at each
+    assert table2[0].regret[OVERALL].mean == pytest.approx((2.2 / 3 + 0.8) / 2 - (2.6 / 3 + 0.6) / 2)
     # The failed edit: counterfact's layer-3 means are over the two edits made, and Table 1 pairs
     # only requests with every edit made.
     counterfact = results.test["counterfact"]
     assert counterfact.failures == (0, 0, 0, 1)
     assert counterfact.layer_means("rewrite_accuracy")[3] == pytest.approx(0.5)
-    assert counterfact.golden_layer("fluency") == 1
+    assert counterfact.golden_layer("fluency") == 3  # higher is better
     row = next(r for r in results.table1 if r.dataset == "counterfact" and r.metric == "rewrite_accuracy")
     assert (row.student.n, row.student.mean_a, row.student.mean_b) == ((2, 2), pytest.approx(0.95),
                                                                        pytest.approx(0.85))
-    assert not any(r.metric == "fluency" for r in results.table1)  # no sample-wise optimum for FLC
 
 
-def _write_synthetic_store(run_dir, records, planned):
-    store = ResultsStore.open(run_dir, SYNTHETIC_SETTINGS)
-    invocation = store.begin_invocation("local")
-    store.set_planned(invocation, planned)
-    for record in records:
-        store.put(record, invocation)
-    store.close()
+def _write_synthetic_folder(run_dir, cells, located):
+    write_manifest(run_dir, MANIFEST)
+    folder = ResultsFolder(run_dir)
+    for row in cells:
+        folder.add_cell(row)
+    for row in located:
+        folder.add_locate(row)
 
 
-def test_report_refuses_an_unfinished_study(tmp_path):
-    records = synthetic_records()
-    _write_synthetic_store(tmp_path, records[:5], planned=len(records))
-    with pytest.raises(GoldenLayersError, match="unfinished"):
+def test_a_study_in_flight_is_reported_as_far_as_it_got(tmp_path):
+    cells, located = synthetic_records()
+    done = [r for r in cells if r.key.case_id != "r2"]
+    _write_synthetic_folder(tmp_path, done + [cells[-1]], located)
+    results = load_results(tmp_path)
+    assert results.test["zsre"].case_ids == ("r0", "r1")  # r2 has no edit yet
+    assert "n = 2 requests" in " ".join(t.title for t in write_report(tmp_path).tables)
+
+
+def test_a_folder_without_a_manifest_is_named(tmp_path):
+    with pytest.raises(GoldenLayersError, match="not a study folder"):
+        load_results(tmp_path)
+    (tmp_path / "results.sqlite").write_bytes(b"SQLite format 3")
+    with pytest.raises(GoldenLayersError, match="goldenlayers 0.1"):
         load_results(tmp_path)
 
 
 def test_report_writes_every_table_and_figure(tmp_path):
-    records = synthetic_records()
-    _write_synthetic_store(tmp_path, records, planned=len(records))
+    _write_synthetic_folder(tmp_path, *synthetic_records())
     files = write_report(tmp_path)
     titles = [t.title for t in files.tables]
     for expected in ("Table 1", "Table 2", "Table 3", "Table 4", "Table 5", "Table 6", "Figure 2",
@@ -151,5 +183,6 @@ def test_report_writes_every_table_and_figure(tmp_path):
     assert page.count("data:image/png;base64,") == 4 and "src=\"figures/" not in page
     text = files.markdown.read_text()
     assert "![" in text and "min-max" in text and "| zsre | LGA | 2 |" in text
+    assert "[95% CI]" in text and "detectable (80% power)" in text
     assert "Fluency" in text and "1 edit failed" in text
     assert not math.isnan(files.results.agreement[0].spearman_test)

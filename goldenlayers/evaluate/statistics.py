@@ -133,9 +133,11 @@ def minimum_detectable_difference(n: int, sd: float, alpha: float = 0.05,
 
     def shortfall(d: float) -> float:
         shift = d * math.sqrt(n) / sd
-        return stats.nct.sf(critical, df, shift) + stats.nct.cdf(-critical, df, shift) - power
+        # scipy gives NaN for the far lower tail at large shifts, where it is ~0 anyway
+        lower = float(np.nan_to_num(stats.nct.cdf(-critical, df, shift), nan=0.0))
+        return float(stats.nct.sf(critical, df, shift)) + lower - power
 
-    high = sd
+    high = 4.0 * sd / math.sqrt(n)  # a noncentrality of 4: power above 0.8 unless n is tiny
     while shortfall(high) < 0:
         high *= 2
     return float(optimize.brentq(shortfall, 0.0, high, xtol=1e-10))

@@ -1,0 +1,120 @@
+"""The engine: one cell edits, scores and restores; the picker reads each metric's direction; the
+intervals and power agree with hand-computed values."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from goldenlayers.data import EditRequest, PromptAnswer
+from goldenlayers.editing import get_editor
+from goldenlayers.engine import CellKey, CellRow, CellRunner, grid_of, pick_index, unit_overall
+from goldenlayers.evaluate import (HIGHER_IS_BETTER, bootstrap_interval, evaluate, higher_is_better,
+                                   minimum_detectable_difference, paired_comparison)
+from goldenlayers.evaluate import metrics as metrics_module
+
+LOCALITY = (PromptAnswer("The capital of Germany is", "Berlin"),)
+REQUEST = EditRequest("a", "The favourite food of Danielle Darrieux", "Danielle Darrieux",
+                      "pasta with tomato sauce", "bread", locality=LOCALITY)
+EDITOR = dict(n_context_templates=1, v_num_grad_steps=20, clamp_norm_factor=50.0, v_lr=1.0,
+              v_weight_decay=0.0)
+
+
+def _key(layer=1, case="a", split="test"):
+    return CellKey("tiny-gpt2", "hand", split, "r-rome", layer, case, 0)
+
+
+def test_a_cell_edits_scores_and_restores_bit_for_bit(tiny_gpt2):
+    before = {n: p.detach().clone() for n, p in tiny_gpt2.model.named_parameters()}
+    unedited = evaluate(tiny_gpt2, [REQUEST], metrics=["rewrite_accuracy"]).means["rewrite_accuracy"]
+    runner = CellRunner(tiny_gpt2, get_editor("r-rome", **EDITOR))
+    row = runner.run(_key(layer=2), REQUEST)
+    for name, p in tiny_gpt2.model.named_parameters():
+        assert torch.equal(p, before[name]), f"{name} changed"
+    assert row.error is None and row.edit_seconds > 0 and row.seconds >= row.edit_seconds
+    assert set(row.metrics) == {"rewrite_accuracy", "locality", "overall"}
+    assert row.metrics["overall"] == pytest.approx(
+        (row.metrics["rewrite_accuracy"] + row.metrics["locality"]) / 2)
+    assert row.metrics["rewrite_accuracy"] > unedited  # the edit changed the model's answer
+    again = CellRunner(tiny_gpt2, get_editor("r-rome", **EDITOR)).run(_key(layer=2), REQUEST)
+    assert again.same_result(row)  # a cell's row depends only on its key
+
+
+def test_a_cell_row_round_trips_through_json():
+    row = CellRow(_key(), {"rewrite_accuracy": 0.5, "overall": 0.5}, 1.25, 1.0, ("n",), None)
+    back = CellRow.from_dict(__import__("json").loads(row.to_json()))
+    assert back == row and back.key.text() == row.key.text()
+    assert _key().unit_seed() == _key().unit_seed() != _key(layer=2).unit_seed()
+
+
+def test_unit_overall_is_the_mean_of_the_teacher_forced_metrics():
+    assert unit_overall({"rewrite_accuracy": 1.0, "locality": 0.5, "fluency": 5.0}) == 0.75
+    assert unit_overall({"fluency": 5.0}) is None
+
+
+def test_every_metric_declares_its_direction_and_fluency_is_higher_is_better():
+    assert set(HIGHER_IS_BETTER) >= {"rewrite_accuracy", "rephrase_accuracy", "locality",
+                                     "portability", "fluency", "overall"}
+    assert higher_is_better("fluency")
+    with pytest.raises(Exception, match="'speed'"):
+        higher_is_better("speed")
+
+
+def test_the_picker_reads_the_declared_direction(monkeypatch):
+    values = [0.2, 0.9, 0.9, 0.1]
+    assert pick_index(values, "rewrite_accuracy") == 1  # ties: the shallower layer
+    assert pick_index([np.nan, 0.5, 0.7, 0.1], "locality") == 2  # NaN (failed) is the worst
+    monkeypatch.setitem(metrics_module.HIGHER_IS_BETTER, "locality", False)
+    assert pick_index(values, "locality") == 3
+
+
+def _rows(matrix, metric="rewrite_accuracy"):
+    return [CellRow(_key(layer=layer, case=f"c{i}"), {metric: value}, 1.0)
+            for i, row in enumerate(matrix) for layer, value in enumerate(row)]
+
+
+def test_grid_golden_layer_regret_and_samplewise_optimum():
+    grid = grid_of("hand", "test", "r-rome", _rows([[0.0, 1.0, 0.5], [1.0, 1.0, 0.0],
+                                                    [0.0, 0.5, 1.0]]))
+    assert grid.golden_layer("rewrite_accuracy") == 1
+    layers, best = grid.sample_optimal("rewrite_accuracy")
+    assert layers.tolist() == [1, 0, 2] and best.tolist() == [1.0, 1.0, 1.0]
+    regret = grid.regret("rewrite_accuracy", 2)
+    assert regret.mean == pytest.approx((0.5 + 1.0 - 0.5) / 3) and regret.n == 3
+    comparison = grid.golden_vs_samplewise("rewrite_accuracy")
+    assert comparison.test.n == (3, 3) and comparison.difference.mean == pytest.approx(0.5 / 3)
+
+
+def test_a_request_in_flight_waits_for_the_next_read():
+    rows = _rows([[0.0, 1.0], [1.0, 1.0]])[:-1]  # request c1 has only layer 0 so far
+    grid = grid_of("hand", "test", "r-rome", rows)
+    assert grid.case_ids == ("c0",) and grid.layers == (0, 1)
+
+
+def test_bootstrap_interval_against_hand_computed_cases():
+    # Two values: resampled means are 0, 0.5, 1 with probabilities 1/4, 1/2, 1/4, so the central 95%
+    # of them runs from 0 to 1.
+    interval = bootstrap_interval([0.0, 1.0], resamples=4000)
+    assert (interval.mean, interval.low, interval.high, interval.n) == (0.5, 0.0, 1.0, 2)
+    constant = bootstrap_interval([0.7, 0.7, 0.7])
+    assert (constant.low, constant.high) == pytest.approx((0.7, 0.7))
+    wide = bootstrap_interval(np.r_[np.zeros(50), np.ones(50)])
+    assert wide.low == pytest.approx(0.5 - 1.96 * 0.05, abs=0.02)  # the normal approximation
+    assert wide.high == pytest.approx(0.5 + 1.96 * 0.05, abs=0.02)
+
+
+def test_minimum_detectable_difference_matches_published_power_tables():
+    # R's pwr.t.test(n = 10, sig.level = 0.05, power = 0.8, type = "one.sample") gives d = 0.9958;
+    # n = 30 gives d = 0.5292.
+    assert minimum_detectable_difference(10, 1.0) == pytest.approx(0.9958, abs=0.001)
+    assert minimum_detectable_difference(30, 2.0) == pytest.approx(2 * 0.5292, abs=0.002)
+    assert minimum_detectable_difference(30, 0.0) == 0.0
+    assert np.isnan(minimum_detectable_difference(1, 1.0))
+
+
+def test_paired_comparison_reports_n_interval_and_power():
+    comparison = paired_comparison([1.0, 1.0, 1.0, 0.5], [1.0, 0.5, 1.0, 0.5])
+    assert comparison.test.n == (4, 4) and comparison.difference.mean == pytest.approx(0.125)
+    assert comparison.detectable > 0.125  # four pairs cannot see a difference this small
+    assert set(comparison.to_dict()) >= {"n", "p_value", "difference", "detectable_at_power"}
