@@ -10,11 +10,8 @@ from goldenlayers.locate.base import LOCATORS, LayerScores, LocateError, Locator
 from goldenlayers.locate.brute_force import BruteForceResult, BruteForceSettings, SampleOptimum
 from goldenlayers.locate.causal_tracing import CMASettings
 from goldenlayers.locate.fences import excluded_layers, golden_layer, rank_layers, tukey_fences
-from goldenlayers.locate.job import (golden_layer_cached, layer_scores_cached, locator_settings,
-                                     proxy_split, verify_at_layer)
 from goldenlayers.locate.lga import LGASettings
 
 __all__ = ["LOCATORS", "BruteForceResult", "BruteForceSettings", "CMASettings", "LGASettings",
            "LayerScores", "LocateError", "Locator", "SampleOptimum", "excluded_layers",
-           "get_locator", "golden_layer", "golden_layer_cached", "layer_scores_cached",
-           "locator_settings", "proxy_split", "rank_layers", "tukey_fences", "verify_at_layer"]
+           "get_locator", "golden_layer", "rank_layers", "tukey_fences"]
