@@ -1,5 +1,5 @@
-"""Layer Gradient Analysis (paper §5.1; METHOD.md): score each layer by the inner product of the
-layer-restricted gradients of the new-target loss and the old-target loss, summed over a proxy set.
+"""Layer Gradient Analysis (paper §5.1; docs/method.md, LGA): score each layer by the inner product
+of the layer-restricted gradients of the new- and old-target losses, summed over a proxy set.
 
 The inner products are exact but cheap. For a linear map applied at positions t, dL/dW = sum_t d_t k_t^T
 (d_t the gradient at the map's output, k_t its input), so for two sequences a and b
@@ -39,7 +39,7 @@ AGGREGATIONS = ("sum", "mean")
 @dataclass
 class LGASettings:
     fence_k: float | None = 1.0  # Tukey's k; None turns the fences off
-    direction: str = "argmax"  # or "argmin" (METHOD.md leaves the sign open)
+    direction: str = "argmax"  # or "argmin" (the paper leaves the sign open)
     weights: str = "edit-matrix"  # the matrix editors rewrite, or "mlp": every matrix of the MLP
     aggregation: str = "sum"  # or "mean" over requests (same ranking)
     normalise: bool = False  # cosine instead of the raw inner product
