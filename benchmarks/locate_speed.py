@@ -25,8 +25,9 @@ from pathlib import Path
 
 import torch
 
+from goldenlayers.app.locate_job import proxy_split
 from goldenlayers.data import load_dataset
-from goldenlayers.locate import get_locator, proxy_split
+from goldenlayers.locate import get_locator
 from goldenlayers.locate.lga import batch_inner_products, layer_sites, masked
 from goldenlayers.locate.measure import measure
 from goldenlayers.models import load_model

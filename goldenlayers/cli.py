@@ -161,10 +161,11 @@ def locate(
     import json
 
     from goldenlayers.data import load_dataset
+    from goldenlayers.app.locate_job import locator_settings, proxy_split, verify_at_layer
+    from goldenlayers.app.render import (layer_table, metrics_table, plot_layer_scores,
+                                         stability_line)
     from goldenlayers.evaluate import bootstrap_interval
-    from goldenlayers.locate import get_locator, locator_settings, proxy_split, verify_at_layer
-    from goldenlayers.locate.render import (layer_table, metrics_table, plot_layer_scores,
-                                            stability_line)
+    from goldenlayers.locate import get_locator
     from goldenlayers.models import load_model
 
     handle = load_model(model, device=device)
@@ -231,8 +232,8 @@ def parse_layer(text: str, handle, data: str | None = None) -> int:
     CounterFact: golden layers depend on the model, not the data set) and caches the answer per
     model fingerprint, data set and settings, so it costs one LGA pass per model.
     """
+    from goldenlayers.app.locate_job import golden_layer_cached
     from goldenlayers.data import BUNDLED
-    from goldenlayers.locate.job import golden_layer_cached
 
     if text.strip().lower() == "auto":
         located_on = data if data in BUNDLED else "counterfact"
@@ -283,10 +284,10 @@ def edit(
     """Edit facts at a layer (in sequence; EMMET and MEMIT as one batch) and check them."""
     import json
 
+    from goldenlayers.app.edit_session import edit_and_check, save_model
+    from goldenlayers.app.user_input import load_requests
     from goldenlayers.editing import EDITORS, get_editor, save_patch
     from goldenlayers.editing.patches import current_fingerprint
-    from goldenlayers.editing.session import edit_and_check, save_model
-    from goldenlayers.editing.user_input import load_requests
     from goldenlayers.models import load_model
 
     requests = load_requests(data, prompt=prompt, subject=subject, target=target, n=n)
@@ -324,8 +325,8 @@ def patch_apply(
     device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:1, mps."),
 ) -> None:
     """Add a patch's weight changes to the model it was made for (another model is refused)."""
+    from goldenlayers.app.edit_session import save_model
     from goldenlayers.editing import apply_patch, load_patch
-    from goldenlayers.editing.session import save_model
     from goldenlayers.models import load_model
 
     loaded = load_patch(file)
@@ -345,8 +346,8 @@ def patch_remove(
     device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:1, mps."),
 ) -> None:
     """Subtract a patch's weight changes and say how far the weights are from the original."""
+    from goldenlayers.app.edit_session import save_model
     from goldenlayers.editing import load_patch, remove_patch
-    from goldenlayers.editing.session import save_model
     from goldenlayers.models import load_model
 
     loaded = load_patch(file)

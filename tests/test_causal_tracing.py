@@ -6,9 +6,9 @@ import torch
 from goldenlayers.data import EditRequest
 from goldenlayers.locate import get_locator
 from goldenlayers.locate.causal_tracing import (clean_run, known_facts, restored_probabilities,
-                                                subject_token_span, window_layers, window_masks)
+                                                window_layers, window_masks)
 from goldenlayers.models.handle import last_prompt_logits
-from goldenlayers.models.tokens import encode_prompt_target
+from goldenlayers.models.tokens import encode_prompt_target, subject_token_span
 
 REQUESTS = [
     EditRequest("1", "Danielle Darrieux's mother tongue is", "Danielle Darrieux", "English", "French"),
@@ -41,14 +41,6 @@ def test_restoring_the_residual_stream_everywhere_recovers_the_clean_probability
         positions=range(batch.input_ids.shape[1])).tolist()
     assert restored == pytest.approx(p_clean, rel=1e-5)
     assert corrupted != pytest.approx(p_clean, rel=1e-3)  # the noise did change the answer
-
-
-def test_subject_span_covers_exactly_the_subject_tokens(tiny_model):
-    tokenizer = tiny_model.tokenizer
-    for request in REQUESTS:
-        first, end = subject_token_span(tokenizer, request.prompt, request.subject)
-        ids = tokenizer(request.prompt)["input_ids"]
-        assert tokenizer.decode(ids[first:end]).strip() == request.subject
 
 
 def test_windows_are_ten_layers_around_l_clipped():

@@ -5,10 +5,11 @@ import json
 import pytest
 from typer.testing import CliRunner
 
+from goldenlayers.app.locate_job import golden_layer_cached, layer_scores_cached, proxy_split
+from goldenlayers.app.render import bar, layer_table, stability_line
 from goldenlayers.cli import app
-from goldenlayers.locate import LocateError, golden_layer_cached, layer_scores_cached, proxy_split
+from goldenlayers.locate import LocateError
 from goldenlayers.locate import lga as lga_module
-from goldenlayers.locate.render import bar, layer_table, stability_line
 
 runner = CliRunner()
 

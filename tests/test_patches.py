@@ -8,12 +8,12 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from goldenlayers.app.user_input import load_requests, request_from_text
 from goldenlayers.cli import app
 from goldenlayers.data.records import EditRequest
 from goldenlayers.editing import PatchError, apply_patch, get_editor, load_patch, remove_patch, save_patch
 from goldenlayers.editing.patches import current_fingerprint
 from goldenlayers.editing.restore import snapshot
-from goldenlayers.editing.user_input import load_requests, request_from_text
 from goldenlayers.errors import InputError
 from goldenlayers.models import load_model
 

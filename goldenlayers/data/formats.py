@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
-from goldenlayers.data.records import EditRequest, PromptAnswer, find_subject
+from goldenlayers.data.records import EditRequest, PromptAnswer
+from goldenlayers.text import find_subject
 
 Record = Mapping[str, Any]
 Parser = Callable[[Record, str, str, Counter], EditRequest]

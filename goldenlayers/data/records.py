@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from goldenlayers.errors import InputError
+from goldenlayers.text import find_subject
 
 
 @dataclass(frozen=True)
@@ -56,13 +57,3 @@ class EditRequest:
     def subject_span(self) -> tuple[int, int] | None:
         """Character span of the subject in the prompt (first occurrence; case-insensitive fallback)."""
         return find_subject(self.prompt, self.subject)
-
-
-def find_subject(prompt: str, subject: str) -> tuple[int, int] | None:
-    """Character span of ``subject`` in ``prompt``: exact first, then case-insensitive; None if absent."""
-    start = prompt.find(subject)
-    if start < 0:
-        start = prompt.lower().find(subject.lower())
-    if start < 0:
-        return None
-    return start, start + len(subject)

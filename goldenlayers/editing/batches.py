@@ -20,7 +20,9 @@ from goldenlayers.editing.config import EditConfig
 from goldenlayers.editing.errors import EditError, describe
 from goldenlayers.editing.templates import context_templates
 from goldenlayers.models.handle import ModelHandle
-from goldenlayers.models.tokens import TokenBatch, encode_prompt_target
+from goldenlayers.models.tokens import (TokenBatch, encode_prompt_target, pad_rows,
+                                        subject_last_token, teacher_forced_row)
+from goldenlayers.text import find_subject
 
 
 @dataclass(frozen=True)
@@ -40,41 +42,29 @@ class RequestBatch:
         return int(self.subject_positions.min())
 
 
-def subject_end(request: EditRequest) -> int:
-    """Character index just after the subject in the prompt; a clear error when it is absent."""
-    prompt, subject = request.prompt, request.subject
-    start = prompt.find(subject)
-    if start < 0:
-        start = prompt.lower().find(subject.lower())
-    if not subject or start < 0:
-        raise EditError(f"{describe(request)}: subject {subject!r} does not occur in the prompt")
-    return start + len(subject)
+def check_subject(request: EditRequest) -> None:
+    """A clear error when the subject does not occur in the prompt."""
+    if not request.subject or find_subject(request.prompt, request.subject) is None:
+        raise EditError(f"{describe(request)}: subject {request.subject!r} does not occur in the "
+                        f"prompt")
 
 
-def _token_count(tokenizer, text: str) -> int:
-    return len(tokenizer(text)["input_ids"])
-
-
-def _rewrite_row(tokenizer, request: EditRequest, prefix: str, end: int):
-    """(ids, labels, subject column) of prefix + prompt + target[:-1]."""
+def _rewrite_row(tokenizer, request: EditRequest, prefix: str):
+    """(ids, labels, subject column, last prompt column) of prefix + prompt + target[:-1]."""
     text = prefix + request.prompt
     prompt_ids, target_ids = encode_prompt_target(tokenizer, text, request.target_new)
     if not target_ids:
         raise EditError(f"{describe(request)}: the target {request.target_new!r} has no tokens")
-    ids = prompt_ids + target_ids[:-1]
-    labels = [-100] * len(ids)
-    for j, token in enumerate(target_ids):
-        labels[len(prompt_ids) - 1 + j] = token
-    subject_column = _token_count(tokenizer, text[: len(prefix) + end].rstrip()) - 1
-    return ids, labels, subject_column, len(prompt_ids) - 1
+    ids, labels = teacher_forced_row(prompt_ids, target_ids)
+    subject_column = subject_last_token(tokenizer, text, request.subject, start=len(prefix))
+    return ids[:-1], labels[:-1], subject_column, len(prompt_ids) - 1
 
 
 def _kl_row(tokenizer, request: EditRequest, kl_prompt: str, kl_position: str):
     """(ids, labels, subject column, scored column) of the KL prompt, e.g. "{subject} is a"."""
     text = kl_prompt.replace("{}", request.subject)
     ids = tokenizer(text)["input_ids"]
-    end = kl_prompt.index("{}") + len(request.subject)
-    subject_column = _token_count(tokenizer, text[:end].rstrip()) - 1
+    subject_column = subject_last_token(tokenizer, text, request.subject, kl_prompt.index("{}"))
     if kl_position == "subject_last":
         ids = ids[: subject_column + 1]  # later tokens cannot change the scored position
     return ids, [-100] * len(ids), subject_column, len(ids) - 1
@@ -83,8 +73,8 @@ def _kl_row(tokenizer, request: EditRequest, kl_prompt: str, kl_position: str):
 def request_batch(handle: ModelHandle, request: EditRequest, templates: Sequence[str],
                   kl_prompt: str, kl_position: str) -> RequestBatch:
     tokenizer = handle.tokenizer
-    end = subject_end(request)
-    rows = [_rewrite_row(tokenizer, request, prefix, end) for prefix in templates]
+    check_subject(request)
+    rows = [_rewrite_row(tokenizer, request, prefix) for prefix in templates]
     kl_row = _kl_row(tokenizer, request, kl_prompt, kl_position)
     rows.append(kl_row)
     batch = _left_pad(tokenizer, rows)
@@ -97,23 +87,8 @@ def request_batch(handle: ModelHandle, request: EditRequest, templates: Sequence
 
 def _left_pad(tokenizer, rows) -> TokenBatch:
     """rows: (ids, labels, subject column, last prompt column) -> a left-padded batch."""
-    width = max(len(row[0]) for row in rows)
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-    attention_mask = torch.zeros((len(rows), width), dtype=torch.long)
-    labels = torch.full((len(rows), width), -100, dtype=torch.long)
-    subject, prompt_last = [], []
-    for i, (ids, row_labels, subject_column, prompt_column) in enumerate(rows):
-        offset = width - len(ids)
-        input_ids[i, offset:] = torch.tensor(ids)
-        attention_mask[i, offset:] = 1
-        labels[i, offset:] = torch.tensor(row_labels)
-        subject.append(offset + subject_column)
-        prompt_last.append(offset + prompt_column)
-    position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)
-    return TokenBatch(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
-                      labels=labels, subject_last=torch.tensor(subject),
-                      prompt_last=torch.tensor(prompt_last))
+    ids, labels, subject, prompt_last = zip(*rows)
+    return pad_rows(tokenizer, ids, labels, [column + 1 for column in prompt_last], subject, "left")
 
 
 def prepared_batch(handle: ModelHandle, request: EditRequest, config: EditConfig,

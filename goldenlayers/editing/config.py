@@ -31,7 +31,7 @@ class EditConfig:
     n_context_templates: int = 5
     context_template_length: int = 10  # tokens per sampled prefix
     template_seed: int = 0
-    # The value optimisation (METHOD.md, ROME step 3).
+    # The value optimisation (docs/method.md, "The shared pieces").
     v_num_grad_steps: int = 20
     v_lr: float = 0.5
     v_weight_decay: float = 0.5
@@ -113,7 +113,7 @@ class EmmetConfig(EditConfig):
     """EMMET: a batch in one equality-constrained least-squares update."""
 
     clamp_norm_factor: float = 0.75
-    mom2_update_weight: float = 10_000.0  # C0 = this x E[k k^T] (METHOD.md)
+    mom2_update_weight: float = 10_000.0  # C0 = this x E[k k^T] (docs/method.md, EMMET)
     emmet_lambda: float = 0.1
 
     def __post_init__(self) -> None:
@@ -143,8 +143,8 @@ class MemitConfig(EditConfig):
 # --- defaults per architecture and per paper model ------------------------------------------------
 
 # EasyEdit's hparams for the paper's models (hparams/{ROME,R-ROME,EMMET,MEMIT}/{gpt2-xl,llama-7b}.yaml)
-# and METHOD.md. Keys missing here keep the dataclass defaults. EMMET's mom2_update_weight is
-# METHOD.md's 10000; EasyEdit's EMMET files say 1.
+# and docs/method.md ("Defaults"). Keys missing here keep the dataclass defaults. EMMET's
+# mom2_update_weight is 10000 (docs/method.md); EasyEdit's EMMET files say 1.
 _GPT2_XL = {
     "rome": dict(v_num_grad_steps=20, v_lr=0.5, v_weight_decay=0.5, clamp_norm_factor=4.0,
                  kl_factor=0.0625, mom2_adjustment=False),

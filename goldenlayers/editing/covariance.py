@@ -27,6 +27,7 @@ from goldenlayers.editing.cache import EditCache
 from goldenlayers.models.handle import ModelHandle
 from goldenlayers.models.hooks import trace
 from goldenlayers.models.load import cache_dir
+from goldenlayers.models.tokens import pad_token_id
 from goldenlayers.progress import track
 
 log = logging.getLogger(__name__)
@@ -129,7 +130,7 @@ def compute_second_moment(handle: ModelHandle, layer: int, n_tokens: int,
 
 def _pad_right(rows: list[list[int]], handle: ModelHandle) -> tuple[torch.Tensor, torch.Tensor]:
     tokenizer = handle.tokenizer
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    pad_id = pad_token_id(tokenizer)
     width = max(len(r) for r in rows)
     input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(rows), width), dtype=torch.long)

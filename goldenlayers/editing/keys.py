@@ -1,4 +1,4 @@
-"""Keys: what the edit matrix reads at the subject's last token (METHOD.md, ROME step 2).
+"""Keys: what the edit matrix reads at the subject's last token (docs/method.md, "The editors").
 
 k* is the mean over context templates of the edit matrix's input there. ROME's original code also
 uses the key of the bare prompt (template "", row 0); R-ROME uses k* everywhere.

@@ -1,5 +1,6 @@
 """ROME (Meng et al. 2022), as its original code computes the update: the bare prompt's key in
-Lambda's numerator and denominator, the template-averaged key k* elsewhere (METHOD.md)."""
+Lambda's numerator and denominator, the template-averaged key k* elsewhere (docs/method.md,
+ROME)."""
 
 from __future__ import annotations
 

@@ -18,6 +18,7 @@ import torch
 
 from goldenlayers.editing.cache import EditCache
 from goldenlayers.models.handle import ModelHandle
+from goldenlayers.models.tokens import pad_token_id
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +45,7 @@ def sample_prefixes(handle: ModelHandle, n: int, length: int, seed: int) -> tupl
     starts = [TEMPLATE_STARTS[i % len(TEMPLATE_STARTS)] for i in range(n)]
     batch = handle.batch(starts, padding_side="left")
     tokenizer = handle.tokenizer
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    pad_id = pad_token_id(tokenizer)
     devices = [handle.device] if handle.device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices):  # seeded without disturbing the caller's generator
         torch.manual_seed(seed)

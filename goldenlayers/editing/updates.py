@@ -1,4 +1,4 @@
-"""The closed-form weight updates (METHOD.md, Editors), as pure functions on tensors.
+"""The closed-form weight updates (docs/method.md, "The editors"), as pure functions on tensors.
 
 Each returns low-rank factors (left (d_out, r), right (d_in, r)) with delta W = left @ right.T, so a
 patch stores r (d_out + d_in) numbers instead of d_out d_in. Arithmetic is in float64.

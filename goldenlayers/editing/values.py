@@ -1,4 +1,4 @@
-"""Values: the v* optimisation (METHOD.md, ROME step 3), in named steps.
+"""Values: the v* optimisation (docs/method.md, "The shared pieces"), in named steps.
 
 A vector delta is added to the output of a site module (the edit matrix, or for MEMIT the whole
 block) at the subject's last token in every row of the request batch. Adam minimises

@@ -1,4 +1,5 @@
-"""EasyEdit-compatible editing metrics, the Overall score, and the t-tests (METHOD.md, Metrics)."""
+"""EasyEdit-compatible editing metrics, the Overall score, and the t-tests (docs/method.md,
+"The metrics" and "The statistics")."""
 
 from goldenlayers.evaluate.fluency import n_gram_entropy, word_tokens
 from goldenlayers.evaluate.metrics import (ALIAS_RULES, DEFAULT_METRICS, HIGHER_IS_BETTER,

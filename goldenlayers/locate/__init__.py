@@ -16,8 +16,6 @@ from goldenlayers.locate.base import (LOCATORS, LayerScores, LayerStability, Loc
 from goldenlayers.locate.brute_force import BruteForceSettings
 from goldenlayers.locate.causal_tracing import CMASettings
 from goldenlayers.locate.fences import excluded_layers, golden_layer, rank_layers, tukey_fences
-from goldenlayers.locate.job import (golden_layer_cached, layer_scores_cached, locator_settings,
-                                     proxy_split, verify_at_layer)
 from goldenlayers.locate.lga import LGASettings, compute_products
 from goldenlayers.locate.readings import (DEFAULT_READING, GradientProducts, LGAReading,
                                           all_readings, layer_stability, products_for,
@@ -26,7 +24,5 @@ from goldenlayers.locate.readings import (DEFAULT_READING, GradientProducts, LGA
 __all__ = ["DEFAULT_READING", "LOCATORS", "BruteForceSettings", "CMASettings",
            "GradientProducts", "LGAReading", "LGASettings", "LayerScores", "LayerStability",
            "LocateError", "Locator", "all_readings", "compute_products",
-           "excluded_layers", "get_locator", "golden_layer", "golden_layer_cached",
-           "layer_scores_cached", "layer_stability", "locator_settings", "products_for",
-           "proxy_split", "rank_layers", "reading_layer", "reading_scores", "tukey_fences",
-           "verify_at_layer"]
+           "excluded_layers", "get_locator", "golden_layer", "layer_stability", "products_for",
+           "rank_layers", "reading_layer", "reading_scores", "tukey_fences"]

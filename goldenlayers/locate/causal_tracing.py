@@ -23,7 +23,7 @@ from goldenlayers.locate.base import (LayerScores, LocateError, Locator, check_p
 from goldenlayers.locate.measure import measure
 from goldenlayers.models.handle import ModelHandle, apply_head, hidden_states, last_prompt_logits
 from goldenlayers.models.hooks import trace
-from goldenlayers.models.tokens import TokenBatch, encode_prompt_target, subject_last_token
+from goldenlayers.models.tokens import TokenBatch, encode_prompt_target, subject_token_span
 from goldenlayers.progress import track
 
 log = logging.getLogger(__name__)
@@ -51,16 +51,6 @@ class CMASettings:
 
 
 # --- small pieces -------------------------------------------------------------------------------
-
-
-def subject_token_span(tokenizer, prompt: str, subject: str) -> tuple[int, int]:
-    """[first, last + 1) token positions of the subject's first occurrence in the tokenized prompt."""
-    last = subject_last_token(tokenizer, prompt, subject)
-    start = prompt.find(subject)
-    if start < 0:
-        start = prompt.lower().find(subject.lower())
-    first = len(tokenizer(prompt[:start].rstrip())["input_ids"])  # counts a BOS where one is added
-    return min(first, last), last + 1
 
 
 def window_layers(layer: int, window: int, num_layers: int) -> range:

@@ -1,7 +1,7 @@
 """Outlier exclusion (Tukey's fences) and the choice of the golden layer from per-layer scores.
 
 Pure functions on a score vector (one float per layer). Without the fences, edge layers with huge
-gradients tend to win LGA (METHOD.md, "Layer Gradient Analysis").
+gradients tend to win LGA (docs/method.md, "The fences").
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
-"""Layer Gradient Analysis (paper §5.1; METHOD.md): score each layer by the inner product of the
-layer-restricted gradients of the new-target loss and the old-target loss, summed over a proxy set.
+"""Layer Gradient Analysis (paper §5.1; docs/method.md, LGA): score each layer by the inner product
+of the layer-restricted gradients of the new- and old-target losses, summed over a proxy set.
 
 The inner products are exact but cheap. For a linear map applied at positions t, dL/dW = sum_t d_t k_t^T
 (d_t the gradient at the map's output, k_t its input), so for two sequences a and b
@@ -42,7 +42,7 @@ class LGASettings:
     """The reading (defaults: ``DEFAULT_READING``) and how the gradients are computed."""
 
     fence_k: float | None = DEFAULT_READING.fence_k  # Tukey's k; None turns the fences off
-    direction: str = DEFAULT_READING.direction  # argmax or argmin (METHOD.md leaves the sign open)
+    direction: str = DEFAULT_READING.direction  # argmax or argmin (docs/method.md: the sign is open)
     weights: str = DEFAULT_READING.weights  # the matrix editors rewrite, or "mlp": every MLP matrix
     old_answer: str = DEFAULT_READING.old_answer  # "dataset" (greedy where missing) or "greedy"
     similarity: str = DEFAULT_READING.similarity  # "raw" inner product or "cosine"

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from goldenlayers.models.adapters import ArchitectureAdapter
-from goldenlayers.models.tokens import TokenBatch, teacher_forced_batch
+from goldenlayers.models.tokens import TokenBatch, pad_token_id, teacher_forced_batch
 
 
 # Where a model was loaded from, and how, says nothing about which weights it has: a saved and
@@ -115,7 +115,7 @@ def greedy_continuations(handle: ModelHandle, prompts: list[str], max_new_tokens
     for start in range(0, len(prompts), batch_size):
         chunk = prompts[start: start + batch_size]
         batch = handle.batch(chunk, padding_side="left")
-        pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        pad_id = pad_token_id(tokenizer)
         out = handle.model.generate(
             input_ids=batch.input_ids, attention_mask=batch.attention_mask,
             max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=pad_id,

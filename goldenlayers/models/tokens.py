@@ -4,6 +4,11 @@ Every teacher-forced computation (ROME's value loss, LGA's gradients, the accura
 ``teacher_forced_batch``: prompt + target in one sequence, with ``predicts_target`` marking the
 positions whose next-token logits predict a target token. Only those positions go through the
 vocabulary head, which on small models costs more than the whole transformer.
+
+The small token facts everything else needs are written once here: where the subject's tokens are
+(``subject_last_token``, ``subject_token_span``), which id pads (``pad_token_id``), how a prompt and
+its target are tokenized and labelled (``encode_prompt_target``, ``teacher_forced_row``) and how
+rows become one padded batch (``pad_rows``).
 """
 
 from __future__ import annotations
@@ -12,6 +17,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
+
+from goldenlayers.text import find_subject
 
 
 @dataclass
@@ -52,14 +59,49 @@ def encode_prompt_target(tokenizer, prompt: str, target: str) -> tuple[list[int]
     return prompt_ids, tokenizer(target_text(target), add_special_tokens=False)["input_ids"]
 
 
-def subject_last_token(tokenizer, prompt: str, subject: str) -> int:
-    """Index, in the tokenized prompt, of the last token of the subject's first occurrence."""
-    start = prompt.find(subject)
-    if start < 0:
-        start = prompt.lower().find(subject.lower())
-    if start < 0:
+def pad_token_id(tokenizer) -> int:
+    """The id to pad with: the tokenizer's pad token, else its end-of-sequence token."""
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    if pad is None:
+        raise ValueError("the tokenizer has neither a pad token nor an end-of-sequence token")
+    return pad
+
+
+def _subject_chars(prompt: str, subject: str, start: int) -> tuple[int, int]:
+    span = find_subject(prompt, subject, start)
+    if span is None:
         raise ValueError(f"subject {subject!r} does not occur in prompt {prompt!r}")
-    return len(tokenizer(prompt[: start + len(subject)].rstrip())["input_ids"]) - 1
+    return span
+
+
+def _token_count(tokenizer, text: str) -> int:
+    """Tokens of ``text`` with trailing spaces dropped (they belong to the next word's token);
+    counts a BOS where the tokenizer adds one."""
+    return len(tokenizer(text.rstrip())["input_ids"])
+
+
+def subject_last_token(tokenizer, prompt: str, subject: str, start: int = 0) -> int:
+    """Index, in the tokenized prompt, of the last token of the subject's first occurrence at or
+    after character ``start`` (pass the length of a prefix the subject may also appear in)."""
+    _, end = _subject_chars(prompt, subject, start)
+    return _token_count(tokenizer, prompt[:end]) - 1
+
+
+def subject_token_span(tokenizer, prompt: str, subject: str, start: int = 0) -> tuple[int, int]:
+    """[first, last + 1) token positions of the subject's first occurrence at or after ``start``."""
+    begin, end = _subject_chars(prompt, subject, start)
+    last = _token_count(tokenizer, prompt[:end]) - 1
+    return min(_token_count(tokenizer, prompt[:begin]), last), last + 1
+
+
+def teacher_forced_row(prompt_ids: list[int], target_ids: list[int]) -> tuple[list[int], list[int]]:
+    """prompt + target token ids and their labels: position p is labelled with token p + 1 where
+    that is a target token (the last prompt position predicts the first target token), else -100."""
+    ids = prompt_ids + target_ids
+    labels = [-100] * len(ids)
+    for j, token in enumerate(target_ids):
+        labels[len(prompt_ids) - 1 + j] = token
+    return ids, labels
 
 
 def teacher_forced_batch(
@@ -79,26 +121,25 @@ def teacher_forced_batch(
             prompt_ids, target_ids = tokenizer(prompt)["input_ids"], []
         else:
             prompt_ids, target_ids = encode_prompt_target(tokenizer, prompt, targets[i])
-        ids = prompt_ids + target_ids
-        # Position p predicts token p + 1: the last prompt position predicts the first target token,
-        # and the last target token itself predicts nothing we score.
-        row_labels = [-100] * len(ids)
-        for j, token in enumerate(target_ids):
-            row_labels[len(prompt_ids) - 1 + j] = token
+        ids, row_labels = teacher_forced_row(prompt_ids, target_ids)
         rows.append(ids)
         labels.append(row_labels)
         prompt_lengths.append(len(prompt_ids))
     subject_last = [
         subject_last_token(tokenizer, p, s) for p, s in zip(prompts, subjects)
     ] if subjects is not None else [-1] * len(prompts)
-    return _pad(tokenizer, rows, labels, prompt_lengths, subject_last, padding_side)
+    return pad_rows(tokenizer, rows, labels, prompt_lengths, subject_last, padding_side)
 
 
-def _pad(tokenizer, rows, labels, prompt_lengths, subject_last, padding_side) -> TokenBatch:
+def pad_rows(tokenizer, rows: Sequence[list[int]], labels: Sequence[list[int]],
+             prompt_lengths: Sequence[int], subject_last: Sequence[int],
+             padding_side: str = "right") -> TokenBatch:
+    """Token rows, with their labels, prompt lengths and subject-last positions (-1: none), as one
+    padded batch; position ids count real tokens only, so the padding side does not matter."""
     if padding_side not in ("left", "right"):
         raise ValueError(f"padding_side must be 'left' or 'right', not {padding_side!r}")
     width = max(len(r) for r in rows)
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    pad_id = pad_token_id(tokenizer)
     batch = len(rows)
     input_ids = torch.full((batch, width), pad_id, dtype=torch.long)
     attention_mask = torch.zeros((batch, width), dtype=torch.long)

@@ -17,6 +17,7 @@ from typing import Any
 
 from goldenlayers.data.records import EditRequest
 from goldenlayers.errors import InputError
+from goldenlayers.text import find_subject
 
 SIMPLE_SUFFIXES = (".json", ".jsonl", ".ndjson", ".csv")
 
@@ -29,7 +30,7 @@ def request_from_text(prompt: str, subject: str, target: str, *, case_id: str = 
             raise InputError("must be a non-empty string", source=source, field=name)
     if "{}" in prompt:
         prompt = prompt.replace("{}", subject)
-    elif subject.lower() not in prompt.lower():
+    elif find_subject(prompt, subject) is None:
         raise InputError(f"the subject {subject!r} does not occur in the prompt {prompt!r}; write "
                          f"it there or put {{}} where it goes", source=source, field="subject")
     return EditRequest(case_id=str(case_id), prompt=prompt, subject=subject, target_new=target,

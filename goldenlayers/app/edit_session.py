@@ -17,6 +17,7 @@ from goldenlayers.data.records import EditRequest
 from goldenlayers.editing.base import EditResult, Editor
 from goldenlayers.editing.patches import current_fingerprint
 from goldenlayers.editing.restore import Snapshot, snapshot
+from goldenlayers.evaluate import compute_pre_edit, evaluate
 from goldenlayers.models.handle import ModelHandle, greedy_continuations
 
 log = logging.getLogger(__name__)
@@ -78,8 +79,6 @@ def starts_with_target(answer: str, target: str) -> bool:
 
 def _metrics(handle: ModelHandle, requests: list[EditRequest], pre) -> tuple[dict, dict]:
     """(per case_id metric values, means) of the model as it is now."""
-    from goldenlayers.evaluate import evaluate
-
     evaluation = evaluate(handle, requests, pre=pre)
     per_request = {row.case_id: {k: v for k, v in row.values().items() if v is not None}
                    for row in evaluation.per_request}
@@ -89,8 +88,6 @@ def _metrics(handle: ModelHandle, requests: list[EditRequest], pre) -> tuple[dic
 def edit_and_check(handle: ModelHandle, editor: Editor, requests: list[EditRequest],
                    layer: int) -> EditSession:
     """Edit ``requests`` at ``layer`` in place; greedy answers and metrics before and after."""
-    from goldenlayers.evaluate import compute_pre_edit
-
     prompts = [r.prompt for r in requests]
     pre = compute_pre_edit(handle, requests)
     before, means_before = _metrics(handle, requests, pre)
