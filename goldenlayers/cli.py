@@ -110,9 +110,17 @@ def report(
     run_dir: str = typer.Argument(..., help="A study's run directory."),
     out: str = typer.Option(None, "--out", help="Write the report here (default: RUN_DIR)."),
 ) -> None:
-    """Write a finished study's tables and figures as report.md and a self-contained report.html."""
-    from goldenlayers.report import write_report
+    """Write a study's tables and figures as report.md and a self-contained report.html; for a
+    folder of studies (results/ with one folder per model), also campaign.md across them."""
+    from pathlib import Path
 
+    from goldenlayers.report import write_report
+    from goldenlayers.report.campaign import study_folders, write_campaign_report
+
+    if not (Path(run_dir) / "study.json").exists() and study_folders(run_dir):
+        path = write_campaign_report(run_dir, out or run_dir)
+        console.print(f"Wrote {path} and a report per model beside it.")
+        return
     files = write_report(run_dir, out)
     table = Table(title="Golden layers (test rewrite accuracy) and where the locators land")
     for column in ("data set", "n test", "golden", "proxy golden", "LGA (regret [95% CI])",

@@ -278,3 +278,32 @@ def test_locate_brute_force_and_study_name_the_same_golden_layer(local_run):
     grid = results.proxy["counterfact"]
     assert scores.golden_layer == grid.golden_layer("rewrite_accuracy")
     assert scores.scores == pytest.approx(list(grid.layer_means("rewrite_accuracy")))
+
+
+def test_campaign_report_chooses_each_pairs_reading_on_the_other_pairs(local_run, tmp_path):
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from goldenlayers.cli import app
+    from goldenlayers.report.campaign import load_campaign
+
+    run_dir, _ = local_run
+    shutil.copytree(run_dir, tmp_path / "results" / "tiny-llama",
+                    ignore=shutil.ignore_patterns("report*", "figures", "again"))
+    campaign = load_campaign(tmp_path / "results")
+    assert [str(p.pair) for p in campaign.pairs] == ["tiny-llama x counterfact", "tiny-llama x zsre"]
+    assert all(p.complete and len(p.readings) == 144 for p in campaign.pairs)
+    by_pair = {p.pair: p.readings for p in campaign.pairs}
+    for choice in campaign.held_out:  # leave one pair out: chosen on the other pair alone
+        (other,) = choice.chosen_on
+        best = min(by_pair[other], key=lambda r: r.regret["rewrite_accuracy"].mean)
+        assert choice.mean_regret_elsewhere == best.regret["rewrite_accuracy"].mean
+        here = next(r for r in by_pair[choice.pair] if r.reading == choice.reading)
+        assert choice.regret == here.regret and choice.layer == here.layer
+    result = CliRunner().invoke(app, ["report", str(tmp_path / "results"), "--out",
+                                      str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    text = (tmp_path / "out" / "campaign.md").read_text()
+    assert "Held out" in text and "tiny-llama x zsre" in text and "Proxy-size curve" in text
+    assert (tmp_path / "out" / "tiny-llama" / "report.md").exists()

@@ -1,0 +1,173 @@
+"""The campaign report: every (model, data set) pair of a results folder (``results/<model>/``),
+LGA's readings against brute force, the held-out choice of a reading, CMA, the proxy-size curve
+and the runtimes, as ``campaign.md`` beside one study report per model.
+
+    goldenlayers report results --out docs/findings
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from goldenlayers.engine import ResultsFolder
+from goldenlayers.evaluate import OVERALL
+from goldenlayers.locate.readings import DEFAULT_READING
+from goldenlayers.report.render import markdown_table
+from goldenlayers.report.tables import Table, fmt, fmt_interval, fmt_p
+from goldenlayers.study.analysis import PRIMARY, StudyResults, load_results
+from goldenlayers.study.lga_readings import (HeldOutChoice, Pair, ProxySizePoint, ReadingRegret,
+                                             held_out, proxy_size_curve, reading_regrets,
+                                             stored_products)
+from goldenlayers.study.store import MANIFEST
+
+
+@dataclass(frozen=True)
+class PairResult:
+    pair: Pair
+    results: StudyResults
+    complete: bool  # every planned proxy and test request edited at every layer
+    readings: list[ReadingRegret]
+    proxy_size: list[ProxySizePoint]
+
+
+@dataclass(frozen=True)
+class Campaign:
+    root: Path
+    pairs: list[PairResult]
+    held_out: list[HeldOutChoice]
+
+
+def study_folders(root: str | Path) -> list[Path]:
+    return sorted(p.parent for p in Path(root).glob(f"*/{MANIFEST}"))
+
+
+def load_campaign(root: str | Path) -> Campaign:
+    pairs = []
+    for folder in study_folders(root):
+        results = load_results(folder)
+        rows = ResultsFolder(folder).locate_rows()
+        for dataset in results.datasets:
+            pair = Pair(str(results.manifest["model"]), dataset)
+            test, proxy = results.test[dataset], results.proxy[dataset]
+            planned = results.manifest["datasets"][dataset]
+            complete = (len(test.case_ids) == planned["test"] and len(proxy.case_ids) == planned["proxy"]
+                        and len(test.layers) == results.num_layers == len(proxy.layers))
+            products = stored_products(rows, dataset, "proxy")
+            readings = reading_regrets(pair, test, products) if products else []
+            curve = (proxy_size_curve(pair, test, products, stored_products(rows, dataset, "pool"))
+                     if products else [])
+            pairs.append(PairResult(pair, results, complete, readings, curve))
+    complete = {p.pair: p.readings for p in pairs if p.complete and p.readings}
+    return Campaign(Path(root), pairs, held_out(complete))
+
+
+def pair_table(campaign: Campaign) -> Table:
+    rows = []
+    for p in campaign.pairs:
+        r, d = p.results, p.pair.dataset
+        test = r.test[d]
+        golden = test.golden_layer(PRIMARY)
+        by_selector = {s.selector: s for s in r.selection if s.dataset == d}
+        default = next((x for x in p.readings if x.reading == DEFAULT_READING.name), None)
+        cma = next((a for a in r.agreement if a.dataset == d and a.method == "cma"), None)
+        table1 = next((t for t in r.table1 if t.dataset == d and t.metric == PRIMARY), None)
+        rows.append((str(p.pair), f"{len(r.proxy[d].case_ids)} / {len(test.case_ids)}",
+                     f"{len(test.layers)}{'' if p.complete else ' (in progress)'}",
+                     f"{golden} ({fmt_interval(test.interval(PRIMARY, golden))})",
+                     "–" if default is None else
+                     f"{default.layer}: {fmt_interval(default.regret.get(PRIMARY))}",
+                     "not applicable" if cma is None or cma.layer is None else
+                     f"{cma.layer}: {fmt_interval(cma.regret)}",
+                     f"{by_selector['BF proxy'].layer}: "
+                     f"{fmt_interval(by_selector['BF proxy'].regret.get(PRIMARY))}",
+                     "–" if table1 is None else
+                     f"{fmt_interval(table1.paired.difference)}, p {fmt_p(table1.paired.test.p_value)}, "
+                     f"detectable {fmt(table1.paired.detectable, 3)}"))
+    return Table("Per pair: the brute-force golden layer and each selector's regret (test rewrite "
+                 "accuracy)",
+                 ("pair", "n proxy / test", "layers", "BF golden (RwA [95% CI])",
+                  f"LGA default: layer, regret [95% CI]", "CMA: layer, regret", "BF proxy: layer, regret",
+                  "sample-wise optimal − golden [95% CI], paired p, detectable (80% power)"),
+                 tuple(rows), f"LGA default = {DEFAULT_READING.name}. Regret = the test golden "
+                 "layer's mean minus the selected layer's, bootstrap 95% interval over test "
+                 "requests. 'in progress': not every planned request has every layer yet.")
+
+
+def readings_table(campaign: Campaign, top: int = 8) -> list[Table]:
+    tables = []
+    for p in campaign.pairs:
+        if not p.readings:
+            continue
+        ranked = sorted(p.readings, key=lambda x: (x.regret[PRIMARY].mean, p.readings.index(x)))
+        shown = ranked[:top] + [x for x in p.readings if x.reading == DEFAULT_READING.name
+                                and x not in ranked[:top]]
+        rows = tuple((x.reading, str(x.layer), fmt_interval(x.regret.get(PRIMARY)),
+                      fmt_interval(x.regret.get(OVERALL))) for x in shown)
+        zero = sum(1 for x in p.readings if x.regret[PRIMARY].mean <= 0.02)
+        tables.append(Table(f"LGA readings on {p.pair} (chosen on its own proxy set; regret on its "
+                            "test set)", ("reading", "layer", "regret RwA [95% CI]",
+                                          "regret OV [95% CI]"), rows,
+                            f"{zero} of {len(p.readings)} readings have mean regret <= 0.02. These "
+                            "rows are for reading only: choosing a reading by them and reporting it "
+                            "here would be choosing on the test set (see the held-out table)."))
+    return tables
+
+
+def held_out_table(campaign: Campaign) -> Table:
+    rows = tuple((str(h.pair), h.reading, ", ".join(map(str, h.chosen_on)),
+                  fmt(h.mean_regret_elsewhere), str(h.layer), fmt_interval(h.regret.get(PRIMARY)),
+                  fmt_interval(h.regret.get(OVERALL)),
+                  "yes" if h.regret[PRIMARY].mean <= 0.02 else "no")
+                 for h in campaign.held_out)
+    return Table("Held out: each pair's reading chosen on the other complete pairs",
+                 ("pair", "reading chosen elsewhere", "chosen on", "its mean regret there",
+                  "layer here", "regret RwA here [95% CI]", "regret OV here [95% CI]",
+                  "<= 0.02"), rows,
+                 "Empty until two pairs are complete (docs/findings.md, the rule).")
+
+
+def proxy_size_table(campaign: Campaign) -> Table:
+    rows = tuple((str(pt.pair), str(pt.size), str(pt.resamples),
+                  ", ".join(f"{layer}: {count}" for layer, count in pt.layers.items()),
+                  fmt_interval(pt.regret)) for p in campaign.pairs for pt in p.proxy_size)
+    return Table(f"Proxy-size curve of the default reading ({DEFAULT_READING.name})",
+                 ("pair", "proxy requests", "resamples", "layer: times picked",
+                  "mean regret RwA over resamples [95% CI]"), rows,
+                 "draws without replacement from the proxy and pool requests (disjoint from test).")
+
+
+def runtime_table(campaign: Campaign) -> Table:
+    rows = []
+    for p in campaign.pairs:
+        r, d = p.results, p.pair.dataset
+        lga, cma = r.locators.get((d, "lga")), r.locators.get((d, "cma"))
+        cells = r.proxy[d].values.shape[0] * len(r.proxy[d].layers)
+        rows.append((str(p.pair), fmt(lga.seconds if lga else None, 1),
+                     fmt(cma.seconds if cma else None, 1),
+                     f"{fmt(r.proxy[d].seconds, 0)} ({cells} cells, "
+                     f"{fmt(r.proxy[d].seconds / max(cells, 1), 1)} s each)"))
+    return Table("Runtimes on the proxy set (seconds, wall time on the machine that ran them)",
+                 ("pair", "LGA", "CMA", "brute force, every layer"), tuple(rows),
+                 "LGA: the default reading's one pass; CMA: every proxy fact; brute force: the sum of "
+                 "its cells. Machines and load differ between runs: compare within a row.")
+
+
+def write_campaign_report(root: str | Path, out_dir: str | Path) -> Path:
+    from goldenlayers.report import write_report
+
+    campaign = load_campaign(root)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    for folder in study_folders(root):
+        write_report(folder, out / folder.name)
+    tables = [pair_table(campaign), held_out_table(campaign), *readings_table(campaign),
+              proxy_size_table(campaign), runtime_table(campaign)]
+    complete = sum(p.complete for p in campaign.pairs)
+    lines = [f"# Campaign: {len(campaign.pairs)} pairs ({complete} complete)", "",
+             "Built by `goldenlayers report " + str(root) + "` from the result files alone. "
+             "Per-model reports: " + ", ".join(f"[{f.name}]({f.name}/report.md)"
+                                               for f in study_folders(root)) + ".", ""]
+    path = out / "campaign.md"
+    path.write_text("\n".join(lines + [markdown_table(t) for t in tables]))
+    return path

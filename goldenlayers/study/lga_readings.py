@@ -1,0 +1,162 @@
+"""LGA's readings against brute force, and the held-out choice among them (docs/findings.md, "The
+rule").
+
+From a run folder's stored gradient products (locate rows ``lga-products``) every reading's layer
+is recomputed without the model, and scored on the test grid as a regret (the test golden layer's
+mean minus the reading layer's mean, with a bootstrap 95% interval over test requests). Across
+pairs (model, data set), each pair's reading is chosen on the *other* pairs (leave one pair out).
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from goldenlayers.engine import Grid, LocateRow
+from goldenlayers.evaluate import OVERALL, Interval, bootstrap_interval
+from goldenlayers.locate.readings import (DEFAULT_READING, GradientProducts, LGAReading,
+                                          all_readings, products_for, reading_layer)
+
+PRODUCTS = "lga-products"
+REGRET_METRICS = ("rewrite_accuracy", OVERALL)
+PROXY_SIZES = (5, 10, 20, 50)
+
+
+@dataclass(frozen=True, order=True)
+class Pair:
+    model: str
+    dataset: str
+
+    def __str__(self) -> str:
+        return f"{self.model} x {self.dataset}"
+
+
+@dataclass(frozen=True)
+class ReadingRegret:
+    """One reading on one pair: its layer on the proxy products and its regret on the test set."""
+
+    pair: Pair
+    reading: str
+    layer: int
+    regret: dict[str, Interval]  # by metric
+
+
+@dataclass(frozen=True)
+class HeldOutChoice:
+    """The reading chosen for ``pair`` on the other pairs, and its regret on ``pair``."""
+
+    pair: Pair
+    reading: str
+    chosen_on: tuple[Pair, ...]
+    mean_regret_elsewhere: float
+    layer: int
+    regret: dict[str, Interval]
+
+
+@dataclass(frozen=True)
+class ProxySizePoint:
+    """A reading at one proxy size: the layers it picked over resamples, and their mean regret."""
+
+    pair: Pair
+    reading: str
+    size: int
+    resamples: int
+    layers: dict[int, int]  # layer -> how many resamples picked it
+    regret: Interval  # of the per-resample rewrite regrets (mean over resamples, 95% interval)
+
+
+def stored_products(rows: Sequence[LocateRow], dataset: str, split: str) -> list[GradientProducts]:
+    for row in rows:
+        if row.dataset == dataset and row.split == split and row.method == PRODUCTS:
+            return [GradientProducts.from_dict(p) for p in row.result["products"]]
+    return []
+
+
+def regret_of(test: Grid, layer: int, metric: str) -> Interval:
+    """Test regret of ``layer`` against the test golden layer of ``metric``."""
+    if layer not in test.layers:
+        return Interval(float("nan"), float("nan"), float("nan"), 0)
+    return test.regret(metric, layer, test.golden_layer(metric))
+
+
+def reading_regrets(pair: Pair, test: Grid, products: Sequence[GradientProducts],
+                    readings: Sequence[LGAReading] | None = None) -> list[ReadingRegret]:
+    """Every reading's layer (from the proxy products) and its test regret, in reading order."""
+    out = []
+    for reading in readings or all_readings():
+        layer = reading_layer(products_for(products, reading), reading)
+        out.append(ReadingRegret(pair, reading.name, layer,
+                                 {m: regret_of(test, layer, m) for m in REGRET_METRICS
+                                  if m in test.metrics}))
+    return out
+
+
+def _mean_regret(rows: Sequence[ReadingRegret], metric: str) -> float:
+    return float(np.mean([r.regret[metric].mean for r in rows]))
+
+
+def choose_reading(by_pair: Mapping[Pair, Sequence[ReadingRegret]], pairs: Sequence[Pair],
+                   metric: str = "rewrite_accuracy") -> tuple[str, float]:
+    """The reading with the lowest mean regret over ``pairs``; ties: the earlier reading."""
+    names = [r.reading for r in by_pair[pairs[0]]]
+    means = [_mean_regret([next(r for r in by_pair[p] if r.reading == name) for p in pairs], metric)
+             for name in names]
+    best = int(np.argmin(means))  # argmin keeps the first of equal means
+    return names[best], means[best]
+
+
+def held_out(by_pair: Mapping[Pair, Sequence[ReadingRegret]],
+             metric: str = "rewrite_accuracy") -> list[HeldOutChoice]:
+    """Leave one pair out: each pair's reading chosen on the others. Needs two pairs or more."""
+    pairs = sorted(by_pair)
+    if len(pairs) < 2:
+        return []
+    out = []
+    for pair in pairs:
+        others = [p for p in pairs if p != pair]
+        name, elsewhere = choose_reading(by_pair, others, metric)
+        here = next(r for r in by_pair[pair] if r.reading == name)
+        out.append(HeldOutChoice(pair, name, tuple(others), elsewhere, here.layer, here.regret))
+    return out
+
+
+def proxy_size_curve(pair: Pair, test: Grid, proxy: Sequence[GradientProducts],
+                     pool: Sequence[GradientProducts], reading: LGAReading = DEFAULT_READING,
+                     sizes: Sequence[int] = PROXY_SIZES, resamples: int = 20,
+                     seed: int = 0) -> list[ProxySizePoint]:
+    """The reading's layer on ``size`` requests drawn (seeded, without replacement) from the proxy
+    and pool products together, ``resamples`` times per size, and the regret of each draw."""
+    both = _stacked(products_for(proxy, reading), products_for(pool, reading) if pool else None)
+    generator = random.Random(f"proxy-size:{seed}:{pair}")
+    points = []
+    for size in sizes:
+        if size > both.num_requests:
+            continue
+        layers, regrets = Counter(), []
+        for _ in range(resamples):
+            rows = sorted(generator.sample(range(both.num_requests), size))
+            layer = reading_layer(_rows(both, rows), reading)
+            layers[layer] += 1
+            regrets.append(regret_of(test, layer, "rewrite_accuracy").mean)
+        points.append(ProxySizePoint(pair, reading.name, size, resamples, dict(sorted(layers.items())),
+                                     bootstrap_interval(regrets, seed=seed)))
+    return points
+
+
+def _stacked(a: GradientProducts, b: GradientProducts | None) -> GradientProducts:
+    if b is None:
+        return a
+    return GradientProducts(a.weights, a.old_answer, a.request_ids + b.request_ids,
+                            np.vstack([a.inner, b.inner]),
+                            np.vstack([a.squared_norm_new, b.squared_norm_new]),
+                            np.vstack([a.squared_norm_old, b.squared_norm_old]))
+
+
+def _rows(products: GradientProducts, rows: Sequence[int]) -> GradientProducts:
+    return GradientProducts(products.weights, products.old_answer,
+                            tuple(products.request_ids[i] for i in rows), products.inner[rows],
+                            products.squared_norm_new[rows], products.squared_norm_old[rows])
