@@ -274,15 +274,17 @@ TABLE = [
 ]
 
 
-def test_overall_min_max_with_fluency_negated():
+def test_overall_min_max_negates_only_lower_is_better_metrics():
+    # Every metric is higher-is-better by its declaration (fluency too: n-gram entropy).
     scores = overall_score(TABLE)
-    # rewrite -> 1, 1/2, 0; locality -> 0, 1, 1/2; -fluency = -6, -4, -4.5 -> 0, 1, 3/4
-    assert scores == pytest.approx([(1 + 0 + 0) / 3, (0.5 + 1 + 1) / 3, (0 + 0.5 + 0.75) / 3])
+    # rewrite -> 1, 1/2, 0; locality -> 0, 1, 1/2; fluency 6, 4, 4.5 -> 1, 0, 1/4
+    assert scores == pytest.approx([(1 + 0 + 1) / 3, (0.5 + 1 + 0) / 3, (0 + 0.5 + 0.25) / 3])
     assert scores.normalisation == "min-max"
-    assert "fluency negated" in scores.describe()
-    # Without negation fluency would rank the other way: the negation is what makes row 1 best.
-    plain = overall_score(TABLE, lower_is_better=())
-    assert plain == pytest.approx([(1 + 0 + 1) / 3, (0.5 + 1 + 0) / 3, (0 + 0.5 + 0.25) / 3])
+    # Declared lower-is-better (the paper's down arrow), fluency is negated first and ranks the
+    # other way: -6, -4, -4.5 -> 0, 1, 3/4.
+    negated = overall_score(TABLE, lower_is_better={"fluency"})
+    assert negated == pytest.approx([(1 + 0 + 0) / 3, (0.5 + 1 + 1) / 3, (0 + 0.5 + 0.75) / 3])
+    assert "fluency negated" in negated.describe()
 
 
 def test_overall_constant_column_and_other_normalisations():
@@ -290,11 +292,12 @@ def test_overall_constant_column_and_other_normalisations():
     assert overall_score(rows) == pytest.approx([(0 + 0.5) / 2, (1 + 0.5) / 2])
     assert overall_score([{"a": 0.3}]) == [0.5]
     assert overall_score(TABLE, normalisation="none") == pytest.approx(
-        [(1 + 0.5 - 6) / 3, (0.5 + 1 - 4) / 3, (0 + 0.75 - 4.5) / 3])
+        [(1 + 0.5 + 6) / 3, (0.5 + 1 + 4) / 3, (0 + 0.75 + 4.5) / 3])
     # The paper's WikiRecent R-ROME / CMA row: RwA, LOC, PRT, FLC -> printed OV 0.4925.
     paper = {"rewrite_accuracy": 0.9622, "locality": 0.6124, "portability": 0.3038,
              "fluency": 0.9084}
-    assert overall_score([paper], normalisation="one-minus")[0] == pytest.approx(0.4925, abs=1e-4)
+    assert overall_score([paper], normalisation="one-minus", lower_is_better={"fluency"})[0] == \
+        pytest.approx(0.4925, abs=1e-4)  # the paper negates FLC
     with pytest.raises(GoldenLayersError, match="row 1 has no value for metric 'fluency'"):
         overall_score([TABLE[0], {"rewrite_accuracy": 1.0, "locality": 1.0}])
     with pytest.raises(GoldenLayersError, match="normalisation"):

@@ -4,8 +4,8 @@ A ``CellWorker`` holds one loaded model and editor and runs cells (``engine.Cell
 row depends only on its key, so neither the order of the cells nor the executor changes it. The
 driver appends every row to the results file the moment it arrives.
 
-Work is handed out one request at a time (all its layers), so each worker computes a request's
-layer-independent work (pre-edit predictions, templates, token batches) once. On CPUs, one worker
+Work is handed out a few cells of one request at a time, so a worker computes a request's
+layer-independent work (pre-edit predictions, templates, token batches) once per batch. On CPUs, one worker
 per core with one thread each beats one worker with many threads on small models; on a GPU, one
 worker per GPU.
 """
@@ -71,10 +71,15 @@ class CellWorker:
         return [self.runner.run(task.key, task.request) for task in tasks]
 
 
-def by_request(tasks: Sequence[CellTask]) -> list[list[CellTask]]:
-    """Consecutive tasks of the same request (and split) as one batch."""
-    return [list(group) for _, group in
-            groupby(tasks, key=lambda t: (t.key.dataset, t.key.split, t.key.case_id))]
+def by_request(tasks: Sequence[CellTask], size: int = 5) -> list[list[CellTask]]:
+    """Consecutive tasks of the same request (and split), in batches of at most ``size``: a worker
+    reuses the request's pre-edit state and token batches, and a stopped run loses at most one
+    batch per worker."""
+    batches = []
+    for _, group in groupby(tasks, key=lambda t: (t.key.dataset, t.key.split, t.key.case_id)):
+        cells = list(group)
+        batches += [cells[i: i + size] for i in range(0, len(cells), size)]
+    return batches
 
 
 class LocalExecutor:
@@ -94,7 +99,8 @@ class LocalExecutor:
 
 
 class RayExecutor:
-    """Runs one request's cells at a time on each of several Ray actors, which load the model once.
+    """Runs a few cells of one request at a time on each of several Ray actors, which load the
+    model once.
 
     ``address``: an existing cluster ("auto" or "ray://..."); None starts a local one with
     ``num_cpus`` CPUs. Each actor takes ``cpus_per_worker`` CPUs and as many torch threads, and,

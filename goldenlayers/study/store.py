@@ -59,6 +59,7 @@ def write_manifest(run_dir: str | Path, manifest: dict[str, Any]) -> None:
     try:
         with os.fdopen(descriptor, "w") as file:
             file.write(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+        os.chmod(staging, 0o644)  # mkstemp makes it private; the manifest is shared like the rows
         os.replace(staging, path)
     finally:
         if os.path.exists(staging):
