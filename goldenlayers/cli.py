@@ -58,6 +58,14 @@ def datasets(
         records = f"{len(data):,}" + (f" ({data.skipped} skipped)" if data.skipped else "")
         table.add_row(data.name, records, data.format, "\n".join(data.metrics), data.origin)
     console.print(table)
+    for data in loaded[len(BUNDLED):]:
+        console.print(f"{data.origin}: read {len(data) + data.skipped:,} records, "
+                      f"{len(data):,} usable, {data.skipped:,} skipped"
+                      + ("" if data.skipped else "."), highlight=False, soft_wrap=True)
+        for reason in data.skip_reasons:
+            console.print(f"  skipped {reason}", highlight=False, soft_wrap=True)
+        for what, count in data.notes.items():
+            console.print(f"  left out {count:,} {what}", highlight=False, soft_wrap=True)
 
 
 @app.command()

@@ -74,6 +74,12 @@ def read_simple_file(path: str | Path) -> list[EditRequest] | None:
             raise
         except Exception as error:  # a malformed value: say where
             raise InputError(str(error), source=str(path), index=index) from error
+    from goldenlayers.data.load import duplicate_case_ids
+
+    repeated = duplicate_case_ids(requests)
+    if repeated:
+        raise InputError(f"case ids must be unique; repeated: {', '.join(map(repr, repeated[:10]))}",
+                         source=str(path), field="case_id")
     return requests
 
 
