@@ -245,7 +245,6 @@ def edit(
     import json
 
     from goldenlayers.editing import EDITORS, get_editor, save_patch
-    from goldenlayers.editing.patches import current_fingerprint
     from goldenlayers.editing.session import edit_and_check, save_model
     from goldenlayers.editing.user_input import load_requests
     from goldenlayers.models import load_model
@@ -265,8 +264,7 @@ def edit(
             json.dump(session.to_dict(), file, indent=2)
         console.print(f"wrote {json_out}")
     if patch:
-        save_patch(session.result, patch, session.original, current_fingerprint(handle),
-                   session.weights_fingerprint)
+        save_patch(session.result, patch, session.original, handle)
         console.print(f"wrote the patch {patch}")
     if out:
         console.print(f"saved the edited model to {save_model(handle, out)}")
