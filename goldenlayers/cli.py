@@ -420,7 +420,7 @@ def main(argv: list[str] | None = None) -> None:
     except click_errors.ClickException as error:  # a bad option value, a missing argument
         hint = f" (see {error.ctx.command_path} --help)" if getattr(error, "ctx", None) else ""
         status = _report(error.exit_code, error.format_message() + hint)
-    except click_errors.Abort:
+    except typer.Abort:
         status = _report(130, "interrupted")
     except (Exception, KeyboardInterrupt) as error:
         if _debugging():

@@ -135,11 +135,11 @@ def check_output_path(path: str | Path, *, option: str = "--out",
     the right extension (one of ``suffixes``, case-insensitive, when given), not a folder, its
     parent a folder that exists or can be made, writable. Creates nothing."""
     path = Path(path).expanduser()
+    if path.is_dir():
+        raise OutputPathError(f"{option} {path}: is a folder; give a file name")
     if suffixes and path.suffix.lower() not in {s.lower() for s in suffixes}:
         raise OutputPathError(f"{option} {path}: expected a file ending in "
                               f"{' or '.join(suffixes)}, got {path.suffix or 'no extension'!r}")
-    if path.is_dir():
-        raise OutputPathError(f"{option} {path}: is a folder; give a file name")
     if path.exists() and not os.access(path, os.W_OK):
         raise OutputPathError(f"{option} {path}: the file exists and is read-only")
     _check_can_create_in(path, option)
