@@ -210,3 +210,13 @@ def test_a_bug_is_one_line_with_status_1(tmp_path, capsys, monkeypatch):
     last = err.strip().splitlines()[-1]
     assert status == 1 and "Traceback" not in err
     assert "unexpected ZeroDivisionError: oops" in last and "--debug" in last
+
+
+@pytest.mark.parametrize("args, match", [
+    (["--device", "foo"], "unknown device 'foo'; use cpu, cuda, cuda:N or mps"),
+    (["--device", "cuda:7"], "device 'cuda:7' is not available"),
+    (["--model", "{folder}"], "is a folder but not a saved model (no config.json in it)"),
+])
+def test_devices_and_model_folders_that_do_not_exist_here(tmp_path, capsys, args, match):
+    args = [a.replace("{folder}", str(tmp_path)) for a in args]
+    refused(capsys, tmp_path, *EDIT, *args, match=match)

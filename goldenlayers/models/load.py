@@ -50,10 +50,29 @@ def resolve_dtype(dtype: torch.dtype | str) -> torch.dtype:
     return getattr(torch, name)
 
 
+def resolve_device(device: str | torch.device) -> torch.device:
+    """``device`` as a torch device that exists here; ``GoldenLayersError`` naming it otherwise."""
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise GoldenLayersError(f"unknown device {str(device)!r}; use cpu, cuda, cuda:N or mps") from None
+    if resolved.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0 or (resolved.index or 0) >= count:
+            raise GoldenLayersError(f"device {str(device)!r} is not available: this machine has "
+                                    f"{count} CUDA device(s); use cpu")
+    elif resolved.type == "mps" and not torch.backends.mps.is_available():
+        raise GoldenLayersError(f"device {str(device)!r} is not available here; use cpu")
+    elif resolved.type not in ("cpu", "cuda", "mps"):
+        raise GoldenLayersError(f"device {str(device)!r} is not supported; use cpu, cuda, cuda:N or mps")
+    return resolved
+
+
 def load_model(name_or_path: str, device: str | torch.device = "cpu",
                dtype: torch.dtype | str = torch.float32) -> ModelHandle:
     """Load a preset (see ``PRESETS``), a local folder, or a Hugging Face id, in eval mode."""
     dtype = resolve_dtype(dtype)
+    device = resolve_device(device)
     preset = PRESETS.get(name_or_path)
     if preset is not None and preset.kind == "gguf-package":
         folder, source = _cached_gguf_folder(preset), preset.origin
@@ -94,10 +113,13 @@ def _from_pretrained(folder: str, dtype: torch.dtype, name: str):
                 AutoModelForCausalLM.from_pretrained(folder, dtype=dtype, **kwargs))
 
     if local:
+        if not (Path(folder) / "config.json").is_file():
+            raise ModelLoadError(f"{name!r} is a folder but not a saved model (no config.json in it)")
         try:
             tokenizer, model = load()
-        except OSError as error:
-            raise ModelLoadError(f"could not load {name!r} from the local folder: {error}") from error
+        except (OSError, ValueError, KeyError) as error:  # transformers' errors for broken folders
+            first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            raise ModelLoadError(f"could not load {name!r} from the local folder: {first}") from error
         return model, tokenizer
     try:
         tokenizer, model = load(local_files_only=True)  # a copy in the hub cache needs no network
