@@ -216,6 +216,8 @@ def locate(
     dataset = load_dataset(data)
     handle = load_model(model, device=device)
     parts = proxy_split(dataset.requests, proxy, seed)
+    if verify > 0 and not parts.held_out:
+        raise GoldenLayersError("--verify needs held-out requests: the proxy set used them all")
     check_fits_context(handle, parts.proxy + parts.held_out[:verify])
     settings = locator_settings(method, top_k=top_k, seed=seed, editor=editor, direction=direction,
                                 fence_k=None if fence_k < 0 else fence_k, weights=weights)
@@ -230,8 +232,6 @@ def locate(
     result = {**scores.to_dict(), "data": dataset.name, "proxy": len(parts.proxy), "seed": seed}
     if verify > 0:
         held_out = parts.held_out[:verify]
-        if not held_out:
-            raise GoldenLayersError("--verify needs held-out requests: the proxy set used them all")
         rows = verify_at_layer(handle, held_out, scores.golden_layer, editor)
         console.print(metrics_table(rows, scores.golden_layer, editor))
         result["verify"] = {"editor": editor, "layer": scores.golden_layer,
