@@ -324,13 +324,13 @@ def edit(
     console.print(f"{sum(o.success for o in session.outcomes)} of {len(session.outcomes)} greedy "
                   f"answers now start with the new target; metrics before {session.means_before}, "
                   f"after {session.means_after}")
+    if out:  # first: --json or --patch inside --out would otherwise make it look foreign
+        console.print(f"saved the edited model to {save_model(handle, out, overwrite=overwrite)}")
     if json_out:
         _write_json(json_out, session.to_dict())
     if patch:
         save_patch(session.result, patch, session.original, handle)
         console.print(f"wrote the patch {patch}")
-    if out:
-        console.print(f"saved the edited model to {save_model(handle, out, overwrite=overwrite)}")
 
 
 patch_app = typer.Typer(help="Apply an edit patch (goldenlayers edit --patch) to a model, or remove "

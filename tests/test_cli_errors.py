@@ -132,6 +132,13 @@ def test_edit_our_own_output_again_replaces_it(edited, capsys):
     assert set(tree(edited / "model")) == set(before)
 
 
+def test_results_saved_inside_the_new_model_folder(tmp_path, capsys):
+    out = tmp_path / "model"
+    status, _, err = run(capsys, *EDIT, "--out", str(out), "--json", str(out / "e.json"))
+    assert status == 0, err
+    assert (out / "e.json").is_file() and (out / "config.json").is_file()
+
+
 @pytest.mark.parametrize("option, name, match", [
     ("--json", "afile/out.json", "afile is a file, not a folder"),
     ("--json", "out.txt", "expected a file ending in .json"),
