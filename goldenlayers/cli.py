@@ -4,26 +4,77 @@ and renders the result with rich; the work itself lives in the packages."""
 from __future__ import annotations
 
 import logging
+import math
+import os
 import sys
 
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from goldenlayers.errors import GoldenLayersError
+
+try:  # the click that typer runs on: its own copy in recent versions
+    from typer._click import exceptions as click_errors
+except ImportError:  # pragma: no cover
+    from click import exceptions as click_errors
 
 app = typer.Typer(help="Find the golden layer for knowledge editing, edit there, and study it.",
                   no_args_is_help=True, pretty_exceptions_enable=False)
 console = Console()
+DEBUG_ENV = "GOLDENLAYERS_DEBUG"  # set (to anything but 0): tracebacks instead of one-line errors
+DTYPES = ("float32", "bfloat16", "float16")
+_flags = {"debug": False}
 
 LAYERS_HELP = ("Layers to brute-force; default all (every layer, so the golden layer is the best "
                "one). Also all:2 (every 2nd), 0-29:3, 4,8,12, or a mix.")
 
 
 @app.callback()
-def _root(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log progress details.")) -> None:
+def _root(verbose: bool = typer.Option(False, "--verbose", "-v", help="Log progress details."),
+          debug: bool = typer.Option(False, "--debug", help="Show the traceback of an error (for "
+                                     f"bug reports; or set {DEBUG_ENV}=1).")) -> None:
     if verbose:
         logging.getLogger("goldenlayers").setLevel(logging.INFO)
+    _flags["debug"] = debug
+
+
+# --- checks of option values, at the command line ------------------------------------------------
+
+
+def _dtype(value: str) -> str:
+    if value not in DTYPES:
+        raise typer.BadParameter(f"{value!r} is not supported; use one of {', '.join(DTYPES)}")
+    return value
+
+
+def _finite(value: float | None) -> float | None:
+    if value is not None and not math.isfinite(value):
+        raise typer.BadParameter(f"must be a finite number, got {value}")
+    return value
+
+
+def _fraction(value: float) -> float:
+    if not (math.isfinite(value) and 0 < value < 1):
+        raise typer.BadParameter(f"must be a number between 0 and 1 (exclusive), got {value}")
+    return value
+
+
+def _check_outputs(**paths: tuple[str | None, tuple[str, ...]]) -> None:
+    """Each output file (option name -> (path, allowed suffixes)) can be written: before the work."""
+    from goldenlayers.safety import check_output_path
+
+    for option, (path, suffixes) in paths.items():
+        if path:
+            check_output_path(path, option=f"--{option.replace('_', '-')}", suffixes=suffixes)
+
+
+def _write_json(path: str, value) -> None:
+    from goldenlayers.safety import atomic_write_json
+
+    atomic_write_json(path, value)
+    console.print(f"wrote {path}")
 
 
 @app.command()
@@ -61,6 +112,14 @@ def datasets(
         records = f"{len(data):,}" + (f" ({data.skipped} skipped)" if data.skipped else "")
         table.add_row(data.name, records, data.format, "\n".join(data.metrics), data.origin)
     console.print(table)
+    for data in loaded[len(BUNDLED):]:
+        console.print(f"{data.origin}: read {len(data) + data.skipped:,} records, "
+                      f"{len(data):,} usable, {data.skipped:,} skipped"
+                      + ("" if data.skipped else "."), highlight=False, soft_wrap=True)
+        for reason in data.skip_reasons:
+            console.print(f"  skipped {reason}", highlight=False, soft_wrap=True)
+        for what, count in data.notes.items():
+            console.print(f"  left out {count:,} {what}", highlight=False, soft_wrap=True)
 
 
 @app.command()
@@ -69,10 +128,13 @@ def study(
     model: str = typer.Option("smollm2-135m", "--model", help="Preset, Hugging Face id or folder."),
     data: str = typer.Option("counterfact,zsre", "--data", help="Data sets, comma-separated."),
     editor: str = typer.Option("r-rome", "--editor", help="rome, r-rome, emmet or memit."),
-    proxy_fraction: float = typer.Option(0.1, "--proxy-fraction", help="Share of each data set "
-                                         "that is proxy (seeded split); the rest is test."),
-    test_size: int = typer.Option(6, "--test-size", help="Test requests per data set (0: all)."),
-    proxy_size: int = typer.Option(3, "--proxy-size", help="Proxy requests per data set (0: all)."),
+    proxy_fraction: float = typer.Option(0.1, "--proxy-fraction", callback=_fraction,
+                                         help="Share of each data set that is proxy (seeded "
+                                         "split); the rest is test."),
+    test_size: int = typer.Option(6, "--test-size", min=0,
+                                  help="Test requests per data set (0: all)."),
+    proxy_size: int = typer.Option(3, "--proxy-size", min=0,
+                                   help="Proxy requests per data set (0: all)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the split and of every unit."),
     layers: str = typer.Option("all", "--layers", help=LAYERS_HELP),
     fluency_size: int = typer.Option(0, "--fluency-size", help="Test requests per data set that "
@@ -82,11 +144,12 @@ def study(
     metrics: str = typer.Option(None, "--metrics", help="Metrics, comma-separated, or all; "
                                 "default: each data set's teacher-forced ones (no fluency)."),
     executor: str = typer.Option("local", "--executor", help="local (this process) or ray."),
-    workers: int = typer.Option(None, "--workers", help="Ray actors (default: one per CPU)."),
+    workers: int = typer.Option(None, "--workers", min=1, help="Ray actors (default: one per CPU)."),
     ray_address: str = typer.Option(None, "--ray-address", help="Existing Ray cluster "
                                     "(default: start a local one)."),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:1, mps."),
-    dtype: str = typer.Option("float32", "--dtype", help="float32, bfloat16 or float16."),
+    dtype: str = typer.Option("float32", "--dtype", callback=_dtype,
+                              help="float32, bfloat16 or float16."),
     editor_settings: list[str] = typer.Option(None, "--set", help="Editor hyperparameter "
                                               "key=value (repeatable), e.g. v_num_grad_steps=25."),
 ) -> None:
@@ -143,17 +206,19 @@ def report(
 def locate(
     model: str = typer.Option("smollm2-135m", "--model", help="Preset, Hugging Face id or folder."),
     data: str = typer.Option("counterfact", "--data", help="Bundled data set name or a file path."),
-    proxy: int = typer.Option(32, "--proxy", help="Proxy requests, drawn from the data (seeded)."),
+    proxy: int = typer.Option(32, "--proxy", min=1,
+                              help="Proxy requests, drawn from the data (seeded)."),
     method: str = typer.Option("lga", "--method", help="lga, cma or brute-force."),
     editor: str = typer.Option("r-rome", "--editor", help="Editor of brute force and --verify."),
-    top_k: int = typer.Option(5, "--top-k", help="How many best layers the result lists."),
+    top_k: int = typer.Option(5, "--top-k", min=1, help="How many best layers the result lists."),
     json_out: str = typer.Option(None, "--json", help="Write the result as JSON to this file."),
     plot: str = typer.Option(None, "--plot", help="Write a bar chart of the scores (PNG)."),
-    verify: int = typer.Option(0, "--verify", help="Edit N held-out requests at the golden layer "
-                               "and print their metrics."),
+    verify: int = typer.Option(0, "--verify", min=0, help="Edit N held-out requests at the "
+                               "golden layer and print their metrics."),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:1, mps."),
     seed: int = typer.Option(0, "--seed", help="Seed of the proxy draw and of causal tracing."),
-    fence_k: float = typer.Option(None, "--fence-k", help="LGA: Tukey's fence k (< 0: no fences)."),
+    fence_k: float = typer.Option(None, "--fence-k", callback=_finite,
+                                  help="LGA: Tukey's fence k (< 0: no fences)."),
     direction: str = typer.Option(None, "--direction", help="LGA: argmax or argmin."),
     weights: str = typer.Option(None, "--weights", help="LGA: edit-matrix or mlp."),
     old_answer: str = typer.Option(None, "--old-answer", help="LGA: dataset (the data set's old "
@@ -166,7 +231,6 @@ def locate(
     """Rank the model's layers for editing on a proxy set and name the golden layer.
 
     LGA options left out take the default reading's choice (printed with the result)."""
-    import json
 
     from goldenlayers.data import load_dataset
     from goldenlayers.app.locate_job import locator_settings, proxy_split, verify_at_layer
@@ -175,10 +239,15 @@ def locate(
     from goldenlayers.evaluate import bootstrap_interval
     from goldenlayers.locate import get_locator
     from goldenlayers.models import load_model
+    from goldenlayers.models.tokens import check_fits_context
 
-    handle = load_model(model, device=device)
+    _check_outputs(json=(json_out, (".json",)), plot=(plot, (".png", ".svg", ".pdf")))
     dataset = load_dataset(data)
+    handle = load_model(model, device=device)
     parts = proxy_split(dataset.requests, proxy, seed)
+    if verify > 0 and not parts.held_out:
+        raise GoldenLayersError("--verify needs held-out requests: the proxy set used them all")
+    check_fits_context(handle, parts.proxy + parts.held_out[:verify])
     reading = {name: value for name, value in (("direction", direction), ("weights", weights),
                                                 ("old_answer", old_answer),
                                                 ("similarity", similarity), ("combine", combine))
@@ -211,8 +280,6 @@ def locate(
                                for layer, column in zip(kept, columns)}
     if verify > 0:
         held_out = parts.held_out[:verify]
-        if not held_out:
-            raise GoldenLayersError("--verify needs held-out requests: the proxy set used them all")
         if scores.golden_layer is None:
             raise GoldenLayersError(f"--verify needs a golden layer, and {method} named none")
         rows = verify_at_layer(handle, held_out, scores.golden_layer, editor)
@@ -224,9 +291,7 @@ def locate(
                                 [r.metrics[name] for r in rows if name in r.metrics]).to_dict()
                                 for name in names}}
     if json_out:
-        with open(json_out, "w") as file:
-            json.dump(result, file, indent=2)
-        console.print(f"wrote {json_out}")
+        _write_json(json_out, result)
     if plot and scores.golden_layer is not None:
         console.print(f"wrote {plot_layer_scores(scores, plot)}")
     elif plot:
@@ -274,7 +339,7 @@ def edit(
     model: str = typer.Option("smollm2-135m", "--model", help="Preset, Hugging Face id or folder."),
     data: str = typer.Option(None, "--data", help="Bundled data set, benchmark file, or a small "
                              "JSON/JSONL/CSV of prompt, subject, target."),
-    n: int = typer.Option(1, "--n", help="Edit the first N requests of --data (0: all)."),
+    n: int = typer.Option(1, "--n", min=0, help="Edit the first N requests of --data (0: all)."),
     layer: str = typer.Option(..., "--layer", help="Layer to edit (MEMIT: the last of its window), "
                               "or auto: the LGA golden layer, located once and cached."),
     editor: str = typer.Option("r-rome", "--editor", help="rome, r-rome, emmet or memit."),
@@ -282,42 +347,46 @@ def edit(
                                "containing it."),
     subject: str = typer.Option(None, "--subject", help="The subject in --prompt."),
     target: str = typer.Option(None, "--target", help="The new answer."),
-    out: str = typer.Option(None, "--out", help="Save the edited model here (Hugging Face format)."),
+    out: str = typer.Option(None, "--out", help="Save the edited model here (Hugging Face format; "
+                            "a new or empty folder, or an earlier goldenlayers output)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Save into an --out folder that holds "
+                                   "other files (same-named files are replaced, others kept)."),
     json_out: str = typer.Option(None, "--json", help="Write the results as JSON to this file."),
     patch: str = typer.Option(None, "--patch", help="Save the edit as a patch file (safetensors)."),
     settings: list[str] = typer.Option(None, "--set", help="Hyperparameter, key=value (repeatable)."),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:1, mps."),
-    dtype: str = typer.Option("float32", "--dtype", help="float32, bfloat16 or float16."),
+    dtype: str = typer.Option("float32", "--dtype", callback=_dtype,
+                              help="float32, bfloat16 or float16."),
 ) -> None:
     """Edit facts at a layer (in sequence; EMMET and MEMIT as one batch) and check them."""
-    import json
-
     from goldenlayers.app.edit_session import edit_and_check, save_model
     from goldenlayers.app.user_input import load_requests
     from goldenlayers.editing import EDITORS, get_editor, save_patch
-    from goldenlayers.editing.patches import current_fingerprint
     from goldenlayers.models import load_model
+    from goldenlayers.models.tokens import check_fits_context
+    from goldenlayers.safety import check_output_folder
 
+    _check_outputs(json=(json_out, (".json",)), patch=(patch, (".safetensors",)))
+    if out:
+        check_output_folder(out, overwrite=overwrite)
     requests = load_requests(data, prompt=prompt, subject=subject, target=target, n=n)
     if editor.lower() not in EDITORS:
         raise GoldenLayersError(f"unknown editor {editor!r}; available: {', '.join(sorted(EDITORS))}")
     chosen = get_editor(editor, **EDITORS[editor.lower()].config_class.from_overrides(settings or []))
     handle = load_model(model, device=device, dtype=dtype)
+    check_fits_context(handle, requests)
     session = edit_and_check(handle, chosen, requests, parse_layer(layer, handle, data))
     console.print(_edit_table(session))
     console.print(f"{sum(o.success for o in session.outcomes)} of {len(session.outcomes)} greedy "
                   f"answers now start with the new target; metrics before {session.means_before}, "
                   f"after {session.means_after}")
+    if out:  # first: --json or --patch inside --out would otherwise make it look foreign
+        console.print(f"saved the edited model to {save_model(handle, out, overwrite=overwrite)}")
     if json_out:
-        with open(json_out, "w") as file:
-            json.dump(session.to_dict(), file, indent=2)
-        console.print(f"wrote {json_out}")
+        _write_json(json_out, session.to_dict())
     if patch:
-        save_patch(session.result, patch, session.original, current_fingerprint(handle),
-                   session.weights_fingerprint)
+        save_patch(session.result, patch, session.original, handle)
         console.print(f"wrote the patch {patch}")
-    if out:
-        console.print(f"saved the edited model to {save_model(handle, out)}")
 
 
 patch_app = typer.Typer(help="Apply an edit patch (goldenlayers edit --patch) to a model, or remove "
@@ -330,20 +399,25 @@ def patch_apply(
     file: str = typer.Argument(..., help="The patch file."),
     model: str = typer.Option(..., "--model", help="The model the patch was made for."),
     out: str = typer.Option(None, "--out", help="Save the patched model here."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Save into an --out folder that "
+                                   "holds other files."),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:1, mps."),
 ) -> None:
-    """Add a patch's weight changes to the model it was made for (another model is refused)."""
+    """Add a patch's weight changes to the weights it was made from (anything else is refused)."""
     from goldenlayers.app.edit_session import save_model
     from goldenlayers.editing import apply_patch, load_patch
     from goldenlayers.models import load_model
+    from goldenlayers.safety import check_output_folder
 
+    if out:
+        check_output_folder(out, overwrite=overwrite)
     loaded = load_patch(file)
     handle = load_model(model, device=device)
     apply_patch(handle, loaded)
     console.print(f"applied {loaded.editor} patch ({len(loaded.requests)} requests) to layers "
                   f"{list(loaded.layers)} of {handle.name}")
     if out:
-        console.print(f"saved the patched model to {save_model(handle, out)}")
+        console.print(f"saved the patched model to {save_model(handle, out, overwrite=overwrite)}")
 
 
 @patch_app.command("remove")
@@ -351,28 +425,71 @@ def patch_remove(
     file: str = typer.Argument(..., help="The patch file."),
     model: str = typer.Option(..., "--model", help="A model the patch is applied to."),
     out: str = typer.Option(None, "--out", help="Save the model without the patch here."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Save into an --out folder that "
+                                   "holds other files."),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:1, mps."),
 ) -> None:
-    """Subtract a patch's weight changes and say how far the weights are from the original."""
+    """Subtract a patch's weight changes, only from patched weights; say how near the original."""
     from goldenlayers.app.edit_session import save_model
     from goldenlayers.editing import load_patch, remove_patch
     from goldenlayers.models import load_model
+    from goldenlayers.safety import check_output_folder
 
+    if out:
+        check_output_folder(out, overwrite=overwrite)
     loaded = load_patch(file)
     handle = load_model(model, device=device)
     console.print(f"layers {list(loaded.layers)} of {handle.name}: "
                   f"{remove_patch(handle, loaded).describe()}")
     if out:
-        console.print(f"saved the model to {save_model(handle, out)}")
+        console.print(f"saved the model to {save_model(handle, out, overwrite=overwrite)}")
 
 
-def main() -> None:
+def _debugging() -> bool:
+    return _flags["debug"] or os.environ.get(DEBUG_ENV, "0") not in ("", "0", "false", "False")
+
+
+def _one_line(error: BaseException) -> tuple[int, str]:
+    """(exit status, message) for an error: 2 for what a user can cause and fix (bad input, a file
+    that cannot be read or written), 130 for Ctrl-C, 1 for anything else (a bug)."""
+    if isinstance(error, GoldenLayersError):
+        return 2, str(error)
+    if isinstance(error, OSError):
+        where = " -> ".join(str(f) for f in (error.filename, error.filename2) if f)
+        return 2, f"{where}: {error.strerror or error}" if where else str(error)
+    if isinstance(error, KeyboardInterrupt):
+        return 130, "interrupted"
+    return 1, (f"unexpected {type(error).__name__}: {error} (a bug: rerun with --debug or "
+               f"{DEBUG_ENV}=1 for the traceback, and report it)")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """The ``goldenlayers`` command. Errors end with one line on stderr and exit status 2 (see
+    ``_one_line``); ``--debug`` or GOLDENLAYERS_DEBUG=1 shows the traceback instead."""
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    _flags["debug"] = False
     try:
-        app()
-    except GoldenLayersError as error:
-        console.print(f"[bold red]error:[/] {error}")
-        sys.exit(2)
+        status = app(args=argv, prog_name="goldenlayers", standalone_mode=False)
+    except click_errors.NoArgsIsHelpError as error:
+        error.show()  # the help text
+        status = error.exit_code
+    except click_errors.ClickException as error:  # a bad option value, a missing argument
+        hint = f" (see {error.ctx.command_path} --help)" if getattr(error, "ctx", None) else ""
+        status = _report(error.exit_code, error.format_message() + hint)
+    except typer.Abort:
+        status = _report(130, "interrupted")
+    except (Exception, KeyboardInterrupt) as error:
+        if _debugging():
+            raise
+        status = _report(*_one_line(error))
+    sys.exit(status if isinstance(status, int) else 0)
+
+
+def _report(status: int, message: str) -> int:
+    """One line on stderr, never wrapped: ``error: <message>``."""
+    Console(stderr=True).print(Text.assemble(("error: ", "bold red"), " ".join(message.split())),
+                               soft_wrap=True)
+    return status
 
 
 if __name__ == "__main__":

@@ -392,3 +392,58 @@ def test_cli_datasets_lists_bundled_and_given_files(tmp_path):
     assert "1 (1 skipped)" in result.output and "rephrase_accuracy" in result.output
     failed = CliRunner().invoke(app, ["datasets", str(path)])
     assert isinstance(failed.exception, InputError) and failed.exception.index == 1
+
+
+# --- exports: a records wrapper, list-valued rephrase and locality, repeated case ids ------------
+
+def knowedit_export_record(case_id, **changes):
+    record = {"case_id": case_id, "prompt": "The mother tongue of Danielle Darrieux is",
+              "subject": "Danielle Darrieux", "target_new": "English", "ground_truth": "French",
+              "rephrase_prompt": ["Danielle Darrieux speaks", "Darrieux's first language is"],
+              "locality": [{"prompt": "Michel Rocard speaks", "ground_truth": "French"},
+                           {"prompt": "The capital of France is", "ground_truth": ["Paris"]}]}
+    record.update(changes)
+    return record
+
+
+def test_an_export_with_a_records_wrapper_and_lists_is_read(tmp_path):
+    path = write_json(tmp_path, {"records": [knowedit_export_record("a"), knowedit_export_record("b")]})
+    data = load_dataset(path)
+    assert data.format == "knowedit-zsre" and [r.case_id for r in data] == ["a", "b"]
+    first = data.requests[0]
+    assert first.rephrase_prompts == ("Danielle Darrieux speaks",)  # the first one is scored
+    assert [(p.prompt, p.answer) for p in first.locality] == [
+        ("Michel Rocard speaks", "French"), ("The capital of France is", "Paris")]
+    assert data.notes == {"rephrase_prompt prompts after the first, not scored": 2}
+    assert "rephrase_accuracy" in data.metrics and "locality" in data.metrics
+
+
+def test_flat_counterfact_with_listed_locality_prompts(tmp_path):
+    record = counterfact_record(rephrase_prompt=["Danielle Darrieux speaks"],
+                                locality_prompt=["Michel Rocard speaks", "Jean Gabin speaks"])
+    request = load_dataset(write_json(tmp_path, [record])).requests[0]
+    assert [p.prompt for p in request.locality] == ["Michel Rocard speaks", "Jean Gabin speaks"]
+    assert request.rephrase_prompts == ("Danielle Darrieux speaks",)
+    bad = counterfact_record(locality_prompt=["a", "b"], locality_ground_truth=["French"])
+    with pytest.raises(InputError, match="locality_ground_truth.*1 answers for 2"):
+        load_dataset(write_json(tmp_path, [bad], "bad.json"))
+
+
+def test_repeated_case_ids_are_an_error_naming_them(tmp_path):
+    records = [counterfact_record(case_id=1), counterfact_record(case_id=2),
+               counterfact_record(case_id=1)]
+    with pytest.raises(InputError, match=r"field 'case_id': case ids must be unique; repeated: '1'"):
+        load_dataset(write_json(tmp_path, records))
+    with pytest.raises(InputError, match="repeated: '1'"):
+        load_dataset(write_json(tmp_path, records), skip_invalid=True)
+
+
+def test_cli_datasets_says_what_was_read_and_what_was_skipped_why(tmp_path):
+    records = [knowedit_export_record("a"), knowedit_export_record("b", target_new="")]
+    path = write_json(tmp_path, {"records": records}, "export.json")
+    result = CliRunner().invoke(app, ["datasets", str(path), "--skip-invalid"],
+                                env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "read 2 records, 1 usable, 1 skipped" in result.output
+    assert "skipped" in result.output and "record 1, field 'target_new'" in result.output
+    assert "left out 1 rephrase_prompt prompts after the first" in result.output

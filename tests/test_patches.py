@@ -12,7 +12,6 @@ from goldenlayers.app.user_input import load_requests, request_from_text
 from goldenlayers.cli import app
 from goldenlayers.data.records import EditRequest
 from goldenlayers.editing import PatchError, apply_patch, get_editor, load_patch, remove_patch, save_patch
-from goldenlayers.editing.patches import current_fingerprint
 from goldenlayers.editing.restore import snapshot
 from goldenlayers.errors import InputError
 from goldenlayers.models import load_model
@@ -31,9 +30,8 @@ def test_patch_round_trip_applies_and_removes(tiny_llama, tmp_path):
     original = snapshot(tiny_llama, layers)
     with editor.edited(tiny_llama, [REQUEST], 2) as result:
         edited = tiny_llama.adapter.edit_weight(tiny_llama.model, 2).detach().clone()
-        path = save_patch(result, tmp_path / "edit.safetensors", original,
-                          current_fingerprint(tiny_llama))
-    assert path.stat().st_size < 16_000  # factors and a sample, not the matrix (32 KB)
+        path = save_patch(result, tmp_path / "edit.safetensors", original, tiny_llama)
+    assert path.stat().st_size < 24_000  # factors and samples, not the matrix (32 KB)
     patch = load_patch(path)
     assert patch.layers == (2,) and patch.requests[0]["target_new"] == "English"
     apply_patch(tiny_llama, patch)
@@ -50,7 +48,8 @@ def test_patch_round_trip_applies_and_removes(tiny_llama, tmp_path):
 
 def test_a_patch_for_another_model_is_refused(tiny_llama, tiny_gemma3, tmp_path):
     result = get_editor("r-rome", **FAST).compute(tiny_llama, [REQUEST], 1)
-    patch = load_patch(save_patch(result, tmp_path / "p.safetensors"))
+    patch = load_patch(save_patch(result, tmp_path / "p.safetensors", snapshot(tiny_llama, [1]),
+                                  tiny_llama))
     before = tiny_gemma3.adapter.edit_weight(tiny_gemma3.model, 1).detach().clone()
     with pytest.raises(PatchError, match="made for model 'tiny-llama'"):
         apply_patch(tiny_gemma3, patch)
@@ -118,3 +117,50 @@ def test_edit_command_rejects_unknown_settings_and_layers():
         runner.invoke(app, [*base, "--layer", "1", "--set", "v_rl=1"], catch_exceptions=False)
     with pytest.raises(GoldenLayersError, match="valid layers are 0..3"):
         runner.invoke(app, [*base, "--layer", "9"], catch_exceptions=False)
+
+
+def test_a_patch_applies_only_once_and_removes_only_when_applied(tiny_llama, tmp_path):
+    editor = get_editor("r-rome", **FAST)
+    original = snapshot(tiny_llama, [2])
+    result = editor.compute(tiny_llama, [REQUEST], 2)
+    patch = load_patch(save_patch(result, tmp_path / "p.safetensors", original, tiny_llama))
+    weight = lambda: tiny_llama.adapter.edit_weight(tiny_llama.model, 2).detach().clone()  # noqa: E731
+    assert torch.equal(weight(), original.tensors[2])  # saving left the weights as they were
+    with pytest.raises(PatchError, match=r"refusing to remove patch .*p.safetensors: it is not "
+                                         r"applied to 'tiny-llama'"):
+        remove_patch(tiny_llama, patch)
+    assert torch.equal(weight(), original.tensors[2])
+    apply_patch(tiny_llama, patch)
+    try:
+        patched = weight()
+        with pytest.raises(PatchError, match=r"refusing to apply .*: it is already applied"):
+            apply_patch(tiny_llama, patch)
+        assert torch.equal(weight(), patched)
+    finally:
+        remove_patch(tiny_llama, patch)
+    apply_patch(tiny_llama, patch)  # removed up to float rounding counts as the original
+    remove_patch(tiny_llama, patch)
+    torch.testing.assert_close(weight(), original.tensors[2], rtol=0, atol=1e-5)
+
+
+def test_a_patch_onto_other_weights_or_shapes_is_refused_untouched(tiny_llama, tiny_gpt2, tmp_path):
+    from goldenlayers.editing.restore import preserved
+
+    original = snapshot(tiny_llama, [1])
+    result = get_editor("r-rome", **FAST).compute(tiny_llama, [REQUEST], 1)
+    patch = load_patch(save_patch(result, tmp_path / "p.safetensors", original, tiny_llama))
+    with preserved(tiny_llama, [1]):
+        with torch.no_grad():
+            tiny_llama.adapter.edit_weight(tiny_llama.model, 1).mul_(1.5)  # other edits since
+        changed = tiny_llama.adapter.edit_weight(tiny_llama.model, 1).detach().clone()
+        with pytest.raises(PatchError, match="layer 1 matches neither the weights it was made from"):
+            apply_patch(tiny_llama, patch)
+        assert torch.equal(tiny_llama.adapter.edit_weight(tiny_llama.model, 1), changed)
+    with pytest.raises(PatchError, match=r"made for model 'tiny-llama' \(llama architecture\)"):
+        apply_patch(tiny_gpt2, patch)
+    import dataclasses
+    wider = dataclasses.replace(patch, updates=(dataclasses.replace(
+        patch.updates[0], right=torch.zeros(patch.updates[0].right.shape[0] + 1, 1)),))
+    with pytest.raises(PatchError, match=r"layer 1 is a \[64, 129\] matrix there"):
+        apply_patch(tiny_llama, wider)
+    assert torch.equal(tiny_llama.adapter.edit_weight(tiny_llama.model, 1), original.tensors[1])

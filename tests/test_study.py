@@ -110,10 +110,10 @@ def test_result_files_keep_each_row_and_cut_a_torn_line(tmp_path):
 
 def test_a_garbage_results_file_is_an_error_naming_it(tmp_path):
     (tmp_path / "zsre.jsonl").write_text('{"model": "tiny"}\nnot json\n{"model": "x"}\n')
-    with pytest.raises(GoldenLayersError, match=r"zsre.jsonl, line 1: not a cell row"):
+    with pytest.raises(GoldenLayersError, match=r"zsre.jsonl: line 1 is not a valid results file"):
         ResultsFolder(tmp_path).cells()
     (tmp_path / "zsre.jsonl").write_text(_row().to_json() + "\nnot json\n" + _row(layer=1).to_json() + "\n")
-    with pytest.raises(GoldenLayersError, match=r"zsre.jsonl, line 2: not a results row"):
+    with pytest.raises(GoldenLayersError, match=r"zsre.jsonl: line 2 is not a valid results file"):
         ResultsFolder(tmp_path).cells()
 
 

@@ -104,11 +104,18 @@ def edit_and_check(handle: ModelHandle, editor: Editor, requests: list[EditReque
                        weights_fingerprint)
 
 
-def save_model(handle: ModelHandle, folder: str | Path) -> Path:
-    """The model as it is now (edited), with its tokenizer, loadable by transformers."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    handle.model.save_pretrained(folder)
-    handle.tokenizer.save_pretrained(folder)
+def save_model(handle: ModelHandle, folder: str | Path, overwrite: bool = False) -> Path:
+    """The model as it is now (edited), with its tokenizer, loadable by transformers.
+
+    ``folder`` must be new, empty, an earlier goldenlayers output, or ``overwrite`` given
+    (``safety.check_output_folder``). The model is written beside it and moved in, so a crash
+    leaves the folder as it was; files goldenlayers did not write there are never removed.
+    """
+    from goldenlayers.safety import check_output_folder, staged_folder
+
+    folder = check_output_folder(folder, overwrite=overwrite)
+    with staged_folder(folder) as staging:
+        handle.model.save_pretrained(staging)
+        handle.tokenizer.save_pretrained(staging)
     log.info("saved %s to %s", handle.name, folder)
     return folder

@@ -7,8 +7,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +19,7 @@ from goldenlayers.locate.readings import DEFAULT_READING
 from goldenlayers.models.handle import ModelHandle
 from goldenlayers.models.load import cache_dir
 from goldenlayers.progress import track
+from goldenlayers.safety import atomic_write_text
 
 log = logging.getLogger(__name__)
 
@@ -65,16 +64,19 @@ def _cache_file(handle: ModelHandle, identity: str, method: str, settings: dict[
     return cache_dir() / "golden-layers" / f"{handle.fingerprint}-{method}-{digest}.json"
 
 
-def _write_atomically(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, staging = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
+def _read_cached(path: Path, num_layers: int) -> LayerScores | None:
+    """The cached scores, or None (with a one-line warning) when the file is damaged: not JSON,
+    fields missing, or a golden layer or score list that does not fit the model."""
     try:
-        with os.fdopen(descriptor, "w") as file:
-            file.write(text)
-        os.replace(staging, path)
-    finally:
-        if os.path.exists(staging):
-            os.unlink(staging)
+        scores = LayerScores.from_dict(json.loads(path.read_text(encoding="utf-8")))
+        if len(scores.scores) != num_layers or scores.golden_layer not in range(num_layers):
+            raise ValueError(f"{len(scores.scores)} scores and golden layer {scores.golden_layer!r} "
+                             f"for a {num_layers}-layer model")
+        return scores
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
+        log.warning("the cached golden layer %s is damaged (%s); locating again", path,
+                    " ".join(str(error).split())[:120])
+        return None
 
 
 def layer_scores_cached(handle: ModelHandle, dataset_name: str,
@@ -91,11 +93,12 @@ def layer_scores_cached(handle: ModelHandle, dataset_name: str,
     dataset = load_dataset(dataset_name)
     full = {**locator.settings_dict(), "proxy": n, "seed": seed}
     path = _cache_file(handle, _dataset_identity(dataset), method, full)
-    if path.exists():
+    cached = _read_cached(path, handle.num_layers) if path.exists() else None
+    if cached is not None:
         log.info("golden layer from the cache: %s", path)
-        return LayerScores.from_dict(json.loads(path.read_text()))
+        return cached
     scores = locator.locate(handle, proxy_split(dataset.requests, n, seed).proxy)
-    _write_atomically(path, scores.to_json())
+    atomic_write_text(path, scores.to_json())
     return scores
 
 

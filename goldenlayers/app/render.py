@@ -10,6 +10,7 @@ from rich.text import Text
 
 from goldenlayers.locate.base import LayerScores, LayerStability
 from goldenlayers.locate.fences import tukey_fences
+from goldenlayers.safety import atomic_path
 
 BLOCKS = " ▏▎▍▌▋▊▉█"
 
@@ -115,8 +116,11 @@ def plot_layer_scores(scores: LayerScores, path: str | Path) -> Path:
     ax.tick_params(axis="x", labelsize=7)
     fig.tight_layout()
     path = Path(path)
-    fig.savefig(path, dpi=150)
-    plt.close(fig)
+    try:
+        with atomic_path(path) as staging:
+            fig.savefig(staging, dpi=150, format=path.suffix.lstrip(".").lower() or "png")
+    finally:
+        plt.close(fig)
     return path
 
 

@@ -42,7 +42,15 @@ def _records(path: Path) -> list[dict[str, Any]]:
     if path.suffix == ".csv":
         return list(csv.DictReader(text.splitlines()))
     if path.suffix in (".jsonl", ".ndjson"):
-        return [json.loads(line) for line in text.splitlines() if line.strip()]
+        records = []
+        for number, line in enumerate(text.splitlines(), start=1):
+            if line.strip():
+                try:
+                    records.append(json.loads(line))
+                except json.JSONDecodeError as error:
+                    raise InputError(f"malformed JSON on line {number}: {error.msg}",
+                                     source=str(path)) from None
+        return records
     data = json.loads(text)
     return data if isinstance(data, list) else [data]
 
@@ -62,6 +70,10 @@ def read_simple_file(path: str | Path) -> list[EditRequest] | None:
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, csv.Error) as error:
         raise InputError(f"cannot read: {error}", source=str(path)) from error
     if not _is_simple(records):
+        if path.suffix == ".csv":  # no benchmark comes as CSV: say what the columns must be
+            columns = ", ".join(records[0].keys()) if records else "none"
+            raise InputError(f"a CSV of edits needs the columns prompt, subject and target; this "
+                             f"one has {columns}", source=str(path))
         return None
     requests = []
     for index, record in enumerate(records):
@@ -75,6 +87,12 @@ def read_simple_file(path: str | Path) -> list[EditRequest] | None:
             raise
         except Exception as error:  # a malformed value: say where
             raise InputError(str(error), source=str(path), index=index) from error
+    from goldenlayers.data.load import duplicate_case_ids
+
+    repeated = duplicate_case_ids(requests)
+    if repeated:
+        raise InputError(f"case ids must be unique; repeated: {', '.join(map(repr, repeated[:10]))}",
+                         source=str(path), field="case_id")
     return requests
 
 

@@ -77,16 +77,38 @@ def prompt_answer(prompt: str, value: Any, where: str, kind: str = "") -> Prompt
     return PromptAnswer(prompt, aliases[0], aliases, kind) if aliases else None
 
 
+def first_rephrase(record: Record, key: str, notes: Counter, required: bool = False) -> tuple[str, ...]:
+    """A rephrase field: one prompt, or a list of prompts of which the first is scored (the others
+    are counted in ``notes``). Empty when absent and not ``required``."""
+    value = record.get(key)
+    if not isinstance(value, list):
+        found = text(record, key) if required or value is not None else None
+        return (found,) if found else ()
+    if not value and not required:
+        return ()
+    if not value:
+        raise RecordError(key, "must be a non-empty string or list of strings, got []")
+    for j, item in enumerate(value):
+        if not isinstance(item, str) or not item.strip():
+            raise RecordError(f"{key}[{j}]", f"must be a non-empty string, got {item!r}")
+    if len(value) > 1:
+        notes[f"{key} prompts after the first, not scored"] += len(value) - 1
+    return (value[0],)
+
+
 def grouped_pairs(record: Record, key: str, notes: Counter) -> tuple[PromptAnswer, ...]:
-    """KnowEdit's ``{kind: [{prompt, ground_truth}, ...]}`` blocks as prompt-answer pairs."""
+    """KnowEdit's ``{kind: [{prompt, ground_truth}, ...]}`` blocks, or a plain list of
+    ``{prompt, ground_truth}`` objects (an export's form), as prompt-answer pairs."""
     if record.get(key) is None:
         return ()
+    block = record[key]
+    groups = {"": block} if isinstance(block, list) else dict(mapping(record, key))
     pairs = []
-    for kind, items in mapping(record, key).items():
+    for kind, items in groups.items():
         if not isinstance(items, list):
             raise RecordError(f"{key}.{kind}", "must be a list of {prompt, ground_truth} objects")
         for j, item in enumerate(items):
-            where = f"{key}.{kind}[{j}]"
+            where = f"{key}.{kind}[{j}]" if kind else f"{key}[{j}]"
             if not isinstance(item, Mapping):
                 raise RecordError(where, "must be an object with prompt and ground_truth")
             prompt = text(item, "prompt", f"{where}.prompt")
@@ -120,15 +142,31 @@ def request(case_id: str, source: str, prompt: tuple[str, str], subject: tuple[s
 
 def parse_counterfact(record: Record, case_id: str, source: str, notes: Counter) -> EditRequest:
     """EasyEdit/MEND flat CounterFact: one rephrase, one locality prompt with its true answer."""
-    rephrase = optional_text(record, "rephrase_prompt")
     locality = ()
-    if record.get("locality_prompt") is not None:
+    if isinstance(record.get("locality_prompt"), list):
+        locality = _listed_locality(record, notes)
+    elif record.get("locality_prompt") is not None:
         locality = (PromptAnswer(text(record, "locality_prompt"),
                                  text(record, "locality_ground_truth")),)
     return request(str(record.get("case_id", case_id)), source,
                    (text(record, "prompt"), "prompt"), (text(record, "subject"), "subject"),
                    text(record, "target_new"), target_old=optional_text(record, "ground_truth"),
-                   rephrase_prompts=(rephrase,) if rephrase else (), locality=locality)
+                   rephrase_prompts=first_rephrase(record, "rephrase_prompt", notes),
+                   locality=locality)
+
+
+def _listed_locality(record: Record, notes: Counter) -> tuple[PromptAnswer, ...]:
+    """``locality_prompt`` as a list, with one answer for all or a list of one answer each."""
+    prompts = _strings(record, "locality_prompt")
+    truth = record.get("locality_ground_truth")
+    if isinstance(truth, list) and len(truth) != len(prompts):
+        raise RecordError("locality_ground_truth", f"has {len(truth)} answers for "
+                                                   f"{len(prompts)} locality prompts")
+    truths = truth if isinstance(truth, list) else [truth] * len(prompts)
+    pairs = [prompt_answer(p, t, f"locality_ground_truth[{j}]")
+             for j, (p, t) in enumerate(zip(prompts, truths))]
+    notes["locality pairs without an answer"] += sum(pair is None for pair in pairs)
+    return tuple(pair for pair in pairs if pair is not None)
 
 
 def parse_counterfact_rome(record: Record, case_id: str, source: str, notes: Counter) -> EditRequest:
@@ -196,12 +234,11 @@ def parse_knowedit(record: Record, case_id: str, source: str, notes: Counter, *,
         true_answers = answers(record["ground_truth"], "ground_truth")
         if not true_answers:
             raise RecordError("ground_truth", "has no answer")
-    rephrase = text(record, "rephrase_prompt") if needs_rephrase else optional_text(
-        record, "rephrase_prompt")
-    return request(case_id, source, (text(record, "prompt"), "prompt"),
+    return request(str(record.get("case_id", case_id)), source, (text(record, "prompt"), "prompt"),
                    (text(record, "subject"), "subject"), text(record, "target_new"),
                    target_old=true_answers[0] if true_answers else None,
-                   target_old_aliases=true_answers, rephrase_prompts=(rephrase,) if rephrase else (),
+                   target_old_aliases=true_answers,
+                   rephrase_prompts=first_rephrase(record, "rephrase_prompt", notes, needs_rephrase),
                    locality=grouped_pairs(record, "locality", notes),
                    portability=grouped_pairs(record, "portability", notes))
 
@@ -241,7 +278,8 @@ FORMATS: dict[str, Format] = {f.name: f for f in (
     Format("counterfact-qna", parse_counterfact_qna, "CounterFact questions (counterfact_qna.json)",
            lambda r: "qna_question" in r and "question" in r),
     Format("counterfact", parse_counterfact, "CounterFact, EasyEdit/MEND flat",
-           lambda r: "locality_prompt" in r or ("case_id" in r and "prompt" in r)),
+           lambda r: "locality_prompt" in r or ("case_id" in r and "prompt" in r
+                                                and "locality" not in r and "portability" not in r)),
     Format("zsre-mend", parse_zsre_mend, "zsRE, MEND eval format (src/alt/answers/loc)",
            lambda r: "src" in r and "alt" in r),
     Format("wikibio", parse_wikibio, "KnowEdit WikiBio (text/labels/concept)",

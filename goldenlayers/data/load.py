@@ -1,9 +1,10 @@
-"""Read a benchmark file (JSON array or JSON Lines) into a `Dataset` of `EditRequest`s.
+"""Read a benchmark file (JSON array, ``{"records": [...]}`` or JSON Lines) into a `Dataset`.
 
 `load_dataset("zsre")` reads a bundled sample; `load_dataset("path/to/file.json")` reads a full
 file. The format is detected from the records' keys (`formats.FORMATS`); ``format=`` forces one.
 Every bad record raises an `InputError` naming the file, the record index and the field, unless
-``skip_invalid=True``, which skips it, logs it, and counts it in `Dataset.skipped`.
+``skip_invalid=True``, which skips it, logs it, and counts it in `Dataset.skipped`. Case ids that
+repeat are always an error naming them: results are keyed by case id.
 """
 
 from __future__ import annotations
@@ -107,9 +108,13 @@ def read_records(path: Path) -> list[Any]:
                 raise InputError(f"malformed JSON at line {error.lineno}, column {error.colno}: "
                                  f"{error.msg}", source=str(path)) from error
         else:
+            if isinstance(data, dict) and isinstance(data.get("records"), list):
+                return data["records"]  # an export's {"records": [...]} wrapper
             if not isinstance(data, list):
-                raise InputError(f"expected a JSON array of records (or JSON Lines), got a "
-                                 f"{type(data).__name__}", source=str(path))
+                keys = f" with keys {sorted(data)[:8]}" if isinstance(data, dict) else ""
+                raise InputError(f"expected a JSON array of records, an object with a "
+                                 f"\"records\" array, or JSON Lines; got a {type(data).__name__}"
+                                 f"{keys}", source=str(path))
             return data
     return _read_json_lines(content, path)
 
@@ -172,12 +177,24 @@ def parse_records(records: list[Any], fmt: str, *, name: str, path: Path | None,
                 raise problem from error
             reasons.append(str(problem))
             log.info("skipped %s", problem)
+    repeated = duplicate_case_ids(requests)
+    if repeated:
+        shown = ", ".join(repr(case) for case in repeated[:10])
+        more = f" and {len(repeated) - 10} more" if len(repeated) > 10 else ""
+        raise InputError(f"case ids must be unique; repeated: {shown}{more}", source=source,
+                         field="case_id")
     if reasons:
         log.warning("%s: skipped %d invalid record(s) of %d", source, len(reasons), len(records))
     for what, count in notes.items():
         log.info("%s: left out %d %s", source, count, what)
     return Dataset(name=name, requests=requests, format=fmt, metrics=supported_metrics(requests),
                    path=path, skipped=len(reasons), skip_reasons=tuple(reasons), notes=dict(notes))
+
+
+def duplicate_case_ids(requests: list[EditRequest]) -> list[str]:
+    """The case ids that occur more than once, in order of first occurrence."""
+    counts = Counter(r.case_id for r in requests)
+    return [case for case, count in counts.items() if count > 1]
 
 
 def supported_metrics(requests: list[EditRequest]) -> tuple[str, ...]:

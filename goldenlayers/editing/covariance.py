@@ -8,14 +8,12 @@ disturbs the keys of ordinary text as little as possible. C is estimated from th
 C depends on the weights below the layer, so it is cached per (model fingerprint, layer, token
 count): in memory in an ``EditCache`` and on disk under $GOLDENLAYERS_CACHE/stats, written to a
 temporary file and renamed into place, so an interrupted run never leaves a file a later run
-would trust.
+would trust; a damaged file (truncated, garbage, wrong shape) is recomputed with a warning.
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +27,7 @@ from goldenlayers.models.hooks import trace
 from goldenlayers.models.load import cache_dir
 from goldenlayers.models.tokens import pad_token_id
 from goldenlayers.progress import track
+from goldenlayers.safety import atomic_path, safetensors_problem
 
 log = logging.getLogger(__name__)
 
@@ -80,15 +79,34 @@ def second_moment(handle: ModelHandle, layer: int, n_tokens: int,
     if cache is not None and key in cache.second_moments:
         return cache.second_moments[key]
     path = stats_path(handle, layer, n_tokens)
-    if path.exists():
-        loaded = load_file(str(path))
-        moment = SecondMoment(loaded["second_moment"].to(handle.device), int(loaded["n_tokens"]))
-    else:
+    moment = _read_cached(path, handle, layer) if path.exists() else None
+    if moment is None:
         moment = compute_second_moment(handle, layer, n_tokens)
         _save_atomically(path, moment, handle, layer)
     if cache is not None:
         cache.second_moments[key] = moment
     return moment
+
+
+def _read_cached(path: Path, handle: ModelHandle, layer: int) -> SecondMoment | None:
+    """The cached C, or None (with a one-line warning) when the file is damaged: a truncated or
+    garbage file, a matrix of the wrong shape, or entries that are not finite."""
+    d_in = handle.adapter.edit_weight_out_in(handle.model, layer).shape[1]
+    problem = safetensors_problem(path)
+    if problem is None:
+        try:
+            loaded = load_file(str(path))
+            matrix, n_tokens = loaded["second_moment"], int(loaded["n_tokens"])
+        except Exception as error:  # safetensors raises several types for damaged files
+            problem = f"unreadable ({error})"
+    if problem is None and tuple(matrix.shape) != (d_in, d_in):
+        problem = f"a {tuple(matrix.shape)} matrix, expected ({d_in}, {d_in})"
+    if problem is None and (n_tokens < 1 or not bool(torch.isfinite(matrix).all())):
+        problem = "non-finite entries or no tokens counted"
+    if problem is not None:
+        log.warning("the cached key statistics %s are damaged (%s); recomputing them", path, problem)
+        return None
+    return SecondMoment(matrix.to(handle.device), n_tokens)
 
 
 def token_batches(tokenizer, texts: Sequence[str], n_tokens: int) -> list[list[list[int]]]:
@@ -141,15 +159,8 @@ def _pad_right(rows: list[list[int]], handle: ModelHandle) -> tuple[torch.Tensor
 
 
 def _save_atomically(path: Path, moment: SecondMoment, handle: ModelHandle, layer: int) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, staging = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path) as staging:
         save_file({"second_moment": moment.matrix.contiguous().cpu(),
-                   "n_tokens": torch.tensor(moment.n_tokens)}, staging,
+                   "n_tokens": torch.tensor(moment.n_tokens)}, str(staging),
                   metadata={"model": handle.name, "fingerprint": handle.fingerprint,
                             "layer": str(layer)})
-        os.replace(staging, path)
-    finally:
-        if os.path.exists(staging):
-            os.remove(staging)

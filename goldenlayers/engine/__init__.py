@@ -5,8 +5,8 @@ through ``CellRunner.run``."""
 from goldenlayers.engine.cell import (CELL_METRICS, CellKey, CellRow, CellRunner, seed_everything,
                                       unit_overall)
 from goldenlayers.engine.grid import Grid, build_grids, grid_of, oriented, pick_index, union_grid
-from goldenlayers.engine.results import LocateRow, ResultsFolder, append_lines, read_cells
+from goldenlayers.engine.results import LocateRow, ResultsFolder, read_cells
 
 __all__ = ["CELL_METRICS", "CellKey", "CellRow", "CellRunner", "Grid", "LocateRow",
-           "ResultsFolder", "append_lines", "build_grids", "grid_of", "oriented", "pick_index",
+           "ResultsFolder", "build_grids", "grid_of", "oriented", "pick_index",
            "read_cells", "seed_everything", "union_grid", "unit_overall"]

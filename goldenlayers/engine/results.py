@@ -13,18 +13,12 @@ layer, case id and seed, so files from several runs and machines combine.
 
 from __future__ import annotations
 
-import json
-import logging
-import os
-from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from goldenlayers.engine.cell import CellRow
-from goldenlayers.errors import GoldenLayersError
-
-log = logging.getLogger(__name__)
+from goldenlayers.safety import append_json_line, read_json_lines
 
 CELLS_SUFFIX = ".jsonl"
 LOCATE_SUFFIX = ".locate.jsonl"
@@ -48,11 +42,10 @@ class LocateRow:
     def key(self) -> tuple[str, str, str, str, int]:
         return (self.model, self.dataset, self.split, self.method, self.seed)
 
-    def to_json(self) -> str:
-        return json.dumps({"model": self.model, "dataset": self.dataset, "split": self.split,
-                           "method": self.method, "seed": self.seed, "result": self.result,
-                           "seconds": round(self.seconds, 4), "notes": list(self.notes)},
-                          sort_keys=True, default=float)
+    def to_dict(self) -> dict[str, Any]:
+        return {"model": self.model, "dataset": self.dataset, "split": self.split,
+                "method": self.method, "seed": self.seed, "result": self.result,
+                "seconds": round(self.seconds, 4), "notes": list(self.notes)}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> LocateRow:
@@ -61,78 +54,24 @@ class LocateRow:
                    float(data.get("seconds", 0.0)), tuple(data.get("notes") or ()))
 
 
-def _cut_torn_tail(path: Path) -> None:
-    """Drop a last line that a killed writer left without its newline."""
-    with open(path, "rb+") as file:
-        file.seek(0, os.SEEK_END)
-        size = file.tell()
-        if size == 0:
-            return
-        file.seek(size - 1)
-        if file.read(1) == b"\n":
-            return
-        data = file.seek(0) or file.read()
-        keep = data.rfind(b"\n") + 1
-        log.warning("%s: dropping a torn last line (%d bytes); its unit will be redone",
-                    path, size - keep)
-        file.truncate(keep)
+CELL_FIELDS = ("model", "dataset", "split", "editor", "layer", "case_id", "seed")
+LOCATE_FIELDS = ("model", "dataset", "split", "method", "seed", "result")
 
 
-def append_lines(path: str | Path, lines: Iterable[str]) -> None:
-    """Append each line and sync it to disk before returning."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if path.exists():
-        _cut_torn_tail(path)
-    with open(path, "a", encoding="utf-8") as file:
-        for line in lines:
-            file.write(line.rstrip("\n") + "\n")
-        file.flush()
-        os.fsync(file.fileno())
-
-
-def read_json_lines(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    """(line number, object) of each line; a torn last line is skipped, any other line that is not
-    a JSON object is an error naming the file and the line."""
-    path = Path(path)
-    with open(path, encoding="utf-8", errors="replace") as file:
-        lines = file.read().split("\n")
-    torn_tail = lines[-1] != ""
-    for number, text in enumerate(lines, start=1):
-        if not text.strip():
-            continue
-        try:
-            data = json.loads(text)
-            if not isinstance(data, dict):
-                raise ValueError("not a JSON object")
-        except ValueError as error:
-            if torn_tail and number == len(lines):
-                log.warning("%s: skipping a torn last line", path)
-                return
-            raise GoldenLayersError(f"{path}, line {number}: not a results row ({error})") from None
-        yield number, data
+def _has(fields: tuple[str, ...]):
+    return lambda record: isinstance(record, dict) and all(name in record for name in fields)
 
 
 def read_cells(path: str | Path) -> list[CellRow]:
-    rows = []
-    for number, data in read_json_lines(path):
-        try:
-            rows.append(CellRow.from_dict(data))
-        except (KeyError, TypeError, ValueError) as error:
-            raise GoldenLayersError(f"{path}, line {number}: not a cell row "
-                                    f"(missing or bad field {error})") from None
-    return rows
+    """The cell rows of a results file (a torn last line is left out; any other bad line is an
+    error naming the file and the line)."""
+    return [CellRow.from_dict(record)
+            for record in read_json_lines(path, "results file", check=_has(CELL_FIELDS))]
 
 
 def read_locate_rows(path: str | Path) -> list[LocateRow]:
-    rows = []
-    for number, data in read_json_lines(path):
-        try:
-            rows.append(LocateRow.from_dict(data))
-        except (KeyError, TypeError, ValueError) as error:
-            raise GoldenLayersError(f"{path}, line {number}: not a locate row "
-                                    f"(missing or bad field {error})") from None
-    return rows
+    return [LocateRow.from_dict(record)
+            for record in read_json_lines(path, "locate results file", check=_has(LOCATE_FIELDS))]
 
 
 class ResultsFolder:
@@ -167,10 +106,12 @@ class ResultsFolder:
         return list(rows.values())
 
     def add_cell(self, row: CellRow) -> None:
-        append_lines(self.cells_file(row.key.dataset), [row.to_json()])
+        self.path.mkdir(parents=True, exist_ok=True)
+        append_json_line(self.cells_file(row.key.dataset), row.to_dict())
 
     def add_locate(self, row: LocateRow) -> None:
-        append_lines(self.locate_file(row.dataset), [row.to_json()])
+        self.path.mkdir(parents=True, exist_ok=True)
+        append_json_line(self.locate_file(row.dataset), row.to_dict())
 
 
 def _file_name(dataset: str) -> str:

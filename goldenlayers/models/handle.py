@@ -11,7 +11,8 @@ import torch
 import torch.nn.functional as F
 
 from goldenlayers.models.adapters import ArchitectureAdapter
-from goldenlayers.models.tokens import TokenBatch, pad_token_id, teacher_forced_batch
+from goldenlayers.models.tokens import (TokenBatch, check_batch_fits, context_length,
+                                        pad_token_id, teacher_forced_batch)
 
 
 # Where a model was loaded from, and how, says nothing about which weights it has: a saved and
@@ -50,8 +51,10 @@ class ModelHandle:
         return digest.hexdigest()[:16]
 
     def batch(self, prompts, targets=None, *, subjects=None, padding_side="right") -> TokenBatch:
-        return teacher_forced_batch(self.tokenizer, prompts, targets, subjects=subjects,
-                                    padding_side=padding_side).to(self.device)
+        batch = teacher_forced_batch(self.tokenizer, prompts, targets, subjects=subjects,
+                                     padding_side=padding_side)
+        check_batch_fits(batch.input_ids, context_length(self.model, self.tokenizer), self.name)
+        return batch.to(self.device)
 
 
 def weights_digest(handle: ModelHandle) -> str:

@@ -2,11 +2,13 @@
 
 GGUF presets are dequantized once and cached as safetensors (a second load takes well under a
 second). The cache is written under a temporary name and renamed into place, so a crash or a full
-disk never leaves a half-written model that a later load would trust.
+disk never leaves a half-written model; a cached copy damaged anyway (truncated weights, a broken
+config) is found from the safetensors headers when read, and rebuilt with a warning.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
@@ -21,6 +23,7 @@ from goldenlayers.errors import GoldenLayersError
 from goldenlayers.models.adapters import adapter_for
 from goldenlayers.models.handle import ModelHandle
 from goldenlayers.models.presets import PRESETS, Preset, tiny_config
+from goldenlayers.safety import safetensors_problem
 
 log = logging.getLogger(__name__)
 
@@ -36,15 +39,32 @@ def cache_dir() -> Path:
     return Path(os.environ.get("GOLDENLAYERS_CACHE", Path.home() / ".cache" / "goldenlayers"))
 
 
+DTYPES = ("float32", "bfloat16", "float16")  # what the editors and locators are made for
+
+
 def resolve_dtype(dtype: torch.dtype | str) -> torch.dtype:
-    if isinstance(dtype, torch.dtype):
-        return dtype
+    """``dtype`` as a torch dtype, if it is one of ``DTYPES`` (float64 is accepted too)."""
+    name = str(dtype).removeprefix("torch.")
+    if name not in (*DTYPES, "float64"):
+        raise GoldenLayersError(f"unsupported dtype {str(dtype)!r}; use one of {', '.join(DTYPES)}")
+    return getattr(torch, name)
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """``device`` as a torch device that exists here; ``GoldenLayersError`` naming it otherwise."""
     try:
-        resolved = getattr(torch, dtype)
-    except AttributeError:
-        resolved = None
-    if not isinstance(resolved, torch.dtype):
-        raise GoldenLayersError(f"unknown dtype {dtype!r}; use float32, bfloat16 or float16")
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise GoldenLayersError(f"unknown device {str(device)!r}; use cpu, cuda, cuda:N or mps") from None
+    if resolved.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if count == 0 or (resolved.index or 0) >= count:
+            raise GoldenLayersError(f"device {str(device)!r} is not available: this machine has "
+                                    f"{count} CUDA device(s); use cpu")
+    elif resolved.type == "mps" and not torch.backends.mps.is_available():
+        raise GoldenLayersError(f"device {str(device)!r} is not available here; use cpu")
+    elif resolved.type not in ("cpu", "cuda", "mps"):
+        raise GoldenLayersError(f"device {str(device)!r} is not supported; use cpu, cuda, cuda:N or mps")
     return resolved
 
 
@@ -52,6 +72,7 @@ def load_model(name_or_path: str, device: str | torch.device = "cpu",
                dtype: torch.dtype | str = torch.float32) -> ModelHandle:
     """Load a preset (see ``PRESETS``), a local folder, or a Hugging Face id, in eval mode."""
     dtype = resolve_dtype(dtype)
+    device = resolve_device(device)
     preset = PRESETS.get(name_or_path)
     if preset is not None and preset.kind == "gguf-package":
         folder, source = _cached_gguf_folder(preset), preset.origin
@@ -92,10 +113,13 @@ def _from_pretrained(folder: str, dtype: torch.dtype, name: str):
                 AutoModelForCausalLM.from_pretrained(folder, dtype=dtype, **kwargs))
 
     if local:
+        if not (Path(folder) / "config.json").is_file():
+            raise ModelLoadError(f"{name!r} is a folder but not a saved model (no config.json in it)")
         try:
             tokenizer, model = load()
-        except OSError as error:
-            raise ModelLoadError(f"could not load {name!r} from the local folder: {error}") from error
+        except (OSError, ValueError, KeyError) as error:  # transformers' errors for broken folders
+            first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            raise ModelLoadError(f"could not load {name!r} from the local folder: {first}") from error
         return model, tokenizer
     try:
         tokenizer, model = load(local_files_only=True)  # a copy in the hub cache needs no network
@@ -127,10 +151,36 @@ def _hub_reachable(timeout: float = 3.0) -> bool:
 # --- GGUF presets ---------------------------------------------------------------------------------
 
 
+def model_folder_problem(folder: Path) -> str | None:
+    """Why a saved model folder is damaged (config that does not parse, weights missing or
+    truncated), or None when it looks whole; reads headers only."""
+    try:
+        json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        return f"config.json: {error}"
+    weights = sorted(folder.glob("*.safetensors"))
+    if not weights:
+        return "no *.safetensors weights"
+    index = folder / "model.safetensors.index.json"
+    if index.exists():
+        try:
+            shards = set(json.loads(index.read_text(encoding="utf-8"))["weight_map"].values())
+        except (OSError, ValueError, KeyError, AttributeError) as error:
+            return f"{index.name}: {error}"
+        missing = sorted(shards - {p.name for p in weights})
+        if missing:
+            return f"missing shards {', '.join(missing)}"
+    return next(filter(None, map(safetensors_problem, weights)), None)
+
+
 def _cached_gguf_folder(preset: Preset) -> Path:
     folder = cache_dir() / "models" / preset.name
-    if (folder / "config.json").exists():
-        return folder
+    if folder.exists():
+        problem = model_folder_problem(folder)
+        if problem is None:
+            return folder
+        log.warning("the cached model %s is damaged (%s); rebuilding it", folder, problem)
+        _discard(folder)
     gguf_path = preset.gguf()
     log.info("converting %s from %s (once; cached in %s)", preset.name, gguf_path, folder)
     model, tokenizer = _from_gguf(gguf_path)
@@ -141,11 +191,22 @@ def _cached_gguf_folder(preset: Preset) -> Path:
         tokenizer.save_pretrained(staging)
         os.replace(staging, folder)
     except OSError:
-        if not (folder / "config.json").exists():
+        if model_folder_problem(folder) is not None:  # not another process's finished copy
             raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)  # only there if the rename did not happen
     return folder
+
+
+def _discard(folder: Path) -> None:
+    """Move a damaged cache entry aside (one rename, so no reader sees it half-removed), then
+    remove it."""
+    trash = Path(tempfile.mkdtemp(prefix=f".{folder.name}-damaged-", dir=folder.parent))
+    try:
+        os.replace(folder, trash / folder.name)
+    except OSError:
+        pass  # another process moved or rebuilt it first
+    shutil.rmtree(trash, ignore_errors=True)
 
 
 def _from_gguf(gguf_path: Path):

@@ -18,7 +18,10 @@ from dataclasses import dataclass
 
 import torch
 
+from goldenlayers.errors import InputError
 from goldenlayers.text import find_subject
+
+EXACT_COUNT_CHARS = 1 << 18  # longer texts: the token count is estimated from this many characters
 
 
 @dataclass
@@ -162,3 +165,66 @@ def pad_rows(tokenizer, rows: Sequence[list[int]], labels: Sequence[list[int]],
         subject_last=torch.where(subject >= 0, subject + offsets_t, subject),
         prompt_last=torch.tensor(prompt_lengths) - 1 + offsets_t,
     )
+
+
+# --- prompts that do not fit the model's context ----------------------------------------------------
+
+
+def context_length(model, tokenizer=None) -> int | None:
+    """The most positions the model takes (its config's), else the tokenizer's limit, else None."""
+    config = getattr(model, "config", None)
+    for key in ("max_position_embeddings", "n_positions", "max_sequence_length"):
+        value = getattr(config, key, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    value = getattr(tokenizer, "model_max_length", None)
+    return value if isinstance(value, int) and 0 < value < 1_000_000_000 else None
+
+
+def count_tokens(tokenizer, text: str) -> tuple[int, bool]:
+    """(token count, exact?). Texts over ``EXACT_COUNT_CHARS`` are estimated from their start, so
+    a 5 MB prompt costs a fraction of a second, not minutes."""
+    if len(text) <= EXACT_COUNT_CHARS:
+        return len(tokenizer(text)["input_ids"]), True
+    head = len(tokenizer(text[:EXACT_COUNT_CHARS])["input_ids"])
+    return round(head * len(text) / EXACT_COUNT_CHARS), False
+
+
+def _scored_texts(request) -> list[tuple[str, str]]:
+    """(what, prompt + answer) of every sequence a request's edit or metrics run through the model."""
+    def joined(prompt: str, answer: str | None) -> str:
+        return prompt + target_text(answer) if answer else prompt
+
+    texts = [("prompt", joined(request.prompt, request.target_new))]
+    texts += [(f"rephrase {i}", joined(p, request.target_new))
+              for i, p in enumerate(request.rephrase_prompts)]
+    for kind in ("locality", "portability"):
+        texts += [(f"{kind} {i}", joined(pair.prompt, pair.answer))
+                  for i, pair in enumerate(getattr(request, kind))]
+    return texts
+
+
+def check_fits_context(handle, requests) -> None:
+    """``InputError`` naming the first request (case id and which prompt) whose text, with its
+    answer, has more tokens than the model's context. Checked before any work: such a prompt
+    would otherwise run for ages or fail deep inside the model."""
+    limit = context_length(handle.model, handle.tokenizer)
+    if limit is None:
+        return
+    for request in requests:
+        for what, text in _scored_texts(request):
+            if len(text.encode("utf-8")) + 4 <= limit:  # at most one token per byte, plus specials
+                continue
+            count, exact = count_tokens(handle.tokenizer, text)
+            if count > limit:
+                size = f"{count:,} tokens" if exact else f"about {count:,} tokens ({len(text):,} characters)"
+                raise InputError(f"the {what} with its answer is {size}, longer than the "
+                                 f"{limit:,}-token context of {handle.name}; shorten it",
+                                 source=f"request {request.case_id}")
+
+
+def check_batch_fits(input_ids: torch.Tensor, limit: int | None, name: str) -> None:
+    """The last line of defence for batches built outside ``check_fits_context``."""
+    if limit is not None and input_ids.shape[-1] > limit:
+        raise InputError(f"a sequence of {input_ids.shape[-1]:,} tokens does not fit the "
+                         f"{limit:,}-token context of {name}; shorten the prompt")

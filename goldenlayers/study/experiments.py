@@ -21,6 +21,7 @@ from goldenlayers.engine import CellKey, LocateRow, ResultsFolder, seed_everythi
 from goldenlayers.errors import GoldenLayersError
 from goldenlayers.evaluate import DEFAULT_METRICS
 from goldenlayers.models import ModelHandle, load_model
+from goldenlayers.safety import run_lock
 from goldenlayers.study.executor import CellTask, WorkerSpec, make_executor
 from goldenlayers.study.settings import LOCATORS, StudySettings
 from goldenlayers.study.store import merged_manifest, requests_digest, write_manifest
@@ -151,6 +152,15 @@ def run_study(settings: StudySettings, run_dir: str | Path, *, executor: str = "
               num_cpus: int | None = None) -> StudyRun:
     """Run (or resume, or extend) the study in ``run_dir``; contradicting settings are refused."""
     start = time.perf_counter()
+    Path(run_dir).mkdir(parents=True, exist_ok=True)
+    with run_lock(run_dir):  # a second study writing the same folder is refused, not interleaved
+        return _run_locked(settings, run_dir, start, executor=executor, device=device,
+                           workers=workers, ray_address=ray_address, num_cpus=num_cpus)
+
+
+def _run_locked(settings: StudySettings, run_dir: str | Path, start: float, *, executor: str,
+                device: str, workers: int | None, ray_address: str | None,
+                num_cpus: int | None) -> StudyRun:
     handle = load_model(settings.model, device=device, dtype=settings.dtype)
     plans = plan_datasets(settings)
     manifest = merged_manifest(run_dir, wanted_manifest(settings, handle, plans))

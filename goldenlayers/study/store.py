@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from goldenlayers.errors import GoldenLayersError
+from goldenlayers.safety import atomic_write_text
 
 MANIFEST = "study.json"
 FORMAT = 2  # 1: the SQLite store (results.sqlite) of goldenlayers 0.1
@@ -53,17 +52,7 @@ def read_manifest(run_dir: str | Path) -> dict[str, Any]:
 
 def write_manifest(run_dir: str | Path, manifest: dict[str, Any]) -> None:
     """Write study.json atomically (a temporary file renamed over it)."""
-    path = Path(run_dir) / MANIFEST
-    path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, staging = tempfile.mkstemp(prefix=f".{path.name}-", dir=path.parent)
-    try:
-        with os.fdopen(descriptor, "w") as file:
-            file.write(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
-        os.chmod(staging, 0o644)  # mkstemp makes it private; the manifest is shared like the rows
-        os.replace(staging, path)
-    finally:
-        if os.path.exists(staging):
-            os.unlink(staging)
+    atomic_write_text(Path(run_dir) / MANIFEST, json.dumps(manifest, indent=1, sort_keys=True) + "\n")
 
 
 def merged_manifest(run_dir: str | Path, wanted: dict[str, Any]) -> dict[str, Any]:

@@ -1,0 +1,229 @@
+"""Issue 12 from the command line: each bad or unlucky input ends with one line and the right exit
+status, and no file outside the output changes. Runs ``cli.main`` in process, on tiny models."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+
+from goldenlayers import cli
+from goldenlayers.errors import GoldenLayersError
+
+FAST = ["--set", "v_num_grad_steps=4", "--set", "n_context_templates=2",
+        "--set", "context_template_length=5"]
+EDIT = ["edit", "--model", "tiny-llama", "--layer", "2", "--prompt", "The mother tongue of {} is",
+        "--subject", "Danielle Darrieux", "--target", "English", *FAST]
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def run(capsys, *args: str) -> tuple[int, str, str]:
+    """(exit status, stdout, stderr) of ``goldenlayers ARGS``."""
+    with pytest.raises(SystemExit) as exited:
+        cli.main(list(args))
+    captured = capsys.readouterr()
+    return exited.value.code, captured.out, captured.err
+
+
+def tree(folder: Path) -> dict[str, str]:
+    """Every file under ``folder`` with the digest of its bytes."""
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def refused(capsys, folder: Path, *args: str, match: str) -> str:
+    """Run a command that must fail: status 2, one line naming the problem, no file changed."""
+    before = tree(folder)
+    status, _, err = run(capsys, *args)
+    assert status == 2, err
+    assert "Traceback" not in err
+    last = err.strip().splitlines()[-1]  # stderr may hold transformers' progress bars before it
+    assert last.startswith("error: ") and match in last, err
+    assert tree(folder) == before
+    return err
+
+
+@pytest.fixture(scope="module")
+def edited(tmp_path_factory):
+    """An edited tiny-llama saved by ``edit --out`` and its patch."""
+    folder = tmp_path_factory.mktemp("edited")
+    with pytest.raises(SystemExit) as exited:
+        cli.main([*EDIT, "--out", str(folder / "model"), "--patch", str(folder / "p.safetensors"),
+                  "--json", str(folder / "e.json")])
+    assert exited.value.code == 0
+    return folder
+
+
+# --- silent wrong results ---------------------------------------------------------------------------
+
+
+def test_a_patch_is_applied_once_and_removed_only_when_applied(edited, tmp_path, capsys):
+    patch, model = str(edited / "p.safetensors"), str(edited / "model")
+    refused(capsys, edited, "patch", "apply", patch, "--model", model, match="already applied")
+    refused(capsys, edited, "patch", "remove", patch, "--model", "tiny-llama",
+            match="it is not applied to 'tiny-llama'")
+    refused(capsys, edited, "patch", "apply", patch, "--model", "tiny-gpt2",
+            match="made for model 'tiny-llama' (llama architecture), not for 'tiny-gpt2'")
+    status, out, err = run(capsys, "patch", "apply", patch, "--model", "tiny-llama",
+                           "--out", str(tmp_path / "patched"))
+    assert status == 0, err
+    refused(capsys, tmp_path, "patch", "apply", patch, "--model", str(tmp_path / "patched"),
+            match="already applied")
+    status, out, err = run(capsys, "patch", "remove", patch, "--model", str(tmp_path / "patched"))
+    assert status == 0 and "removed" in out, err
+
+
+@pytest.mark.parametrize("args, match", [
+    (["edit", "--n", "-1"], "Invalid value for '--n'"),
+    (["locate", "--proxy", "0"], "Invalid value for '--proxy'"),
+    (["locate", "--top-k", "-2"], "Invalid value for '--top-k'"),
+    (["locate", "--verify", "-1"], "Invalid value for '--verify'"),
+    (["locate", "--fence-k", "nan"], "'--fence-k': must be a finite number, got nan"),
+    (["locate", "--fence-k", "inf"], "'--fence-k': must be a finite number, got inf"),
+    (["edit", "--dtype", "int8"], "'int8' is not supported; use one of float32, bfloat16, float16"),
+    (["study", "--out", "x", "--dtype", "int8"], "use one of float32, bfloat16, float16"),
+    (["study", "--out", "x", "--test-size", "-1"], "Invalid value for '--test-size'"),
+    (["study", "--out", "x", "--proxy-size", "-3"], "Invalid value for '--proxy-size'"),
+    (["study", "--out", "x", "--workers", "0"], "Invalid value for '--workers'"),
+    (["study", "--out", "x", "--proxy-fraction", "1.5"], "between 0 and 1"),
+    (["study", "--out", "x", "--proxy-fraction", "nan"], "between 0 and 1"),
+])
+def test_bad_counts_and_values_are_refused_at_the_command_line(tmp_path, capsys, args, match,
+                                                               monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    command = args[0]
+    extra = {"edit": ["--model", "tiny-llama", "--layer", "1", "--prompt", "{} is", "--subject",
+                      "Paris", "--target", "big"],
+             "locate": ["--model", "tiny-llama"], "study": ["--model", "tiny-llama"]}[command]
+    refused(capsys, tmp_path, *args, *extra, match=match)
+
+
+def test_duplicate_case_ids_are_named(tmp_path, capsys):
+    record = {"prompt": "The capital of France is", "subject": "France", "target": "Rome"}
+    (tmp_path / "r.json").write_text(json.dumps([{**record, "case_id": "x"}, {**record, "case_id": "x"}]))
+    refused(capsys, tmp_path, *EDIT[:5], "--data", str(tmp_path / "r.json"),
+            match="case ids must be unique; repeated: 'x'")
+
+
+# --- lost data --------------------------------------------------------------------------------------
+
+
+def test_edit_out_never_touches_a_folder_of_someone_else(tmp_path, capsys):
+    theirs = tmp_path / "their-model"
+    theirs.mkdir()
+    (theirs / "model-00001-of-00002.safetensors").write_bytes(b"their shard")
+    (theirs / "config.json").write_text("{}")
+    refused(capsys, tmp_path, *EDIT, "--out", str(theirs),
+            match="holds files goldenlayers did not write (config.json, model-00001-of-00002")
+    status, _, err = run(capsys, *EDIT, "--out", str(theirs), "--overwrite")
+    assert status == 0, err
+    assert (theirs / "model-00001-of-00002.safetensors").read_bytes() == b"their shard"
+    status, _, err = run(capsys, *EDIT, "--out", str(theirs))  # now our own output too
+    assert status == 0, err
+
+
+def test_edit_our_own_output_again_replaces_it(edited, capsys):
+    before = tree(edited / "model")
+    status, _, err = run(capsys, *EDIT, "--out", str(edited / "model"))
+    assert status == 0, err
+    assert set(tree(edited / "model")) == set(before)
+
+
+def test_results_saved_inside_the_new_model_folder(tmp_path, capsys):
+    out = tmp_path / "model"
+    status, _, err = run(capsys, *EDIT, "--out", str(out), "--json", str(out / "e.json"))
+    assert status == 0, err
+    assert (out / "e.json").is_file() and (out / "config.json").is_file()
+
+
+@pytest.mark.parametrize("option, name, match", [
+    ("--json", "afile/out.json", "afile is a file, not a folder"),
+    ("--json", "out.txt", "expected a file ending in .json"),
+    ("--patch", "p.txt", "expected a file ending in .safetensors"),
+    ("--patch", "adir", "is a folder"),
+    ("--out", "afile", "is a file, not a folder"),
+])
+def test_unwritable_outputs_are_refused_before_any_work(tmp_path, capsys, option, name, match):
+    (tmp_path / "afile").write_text("x")
+    (tmp_path / "adir").mkdir()
+    refused(capsys, tmp_path, *EDIT, option, str(tmp_path / name), match=match)
+
+
+@pytest.mark.parametrize("option, name, match", [
+    ("--plot", "layers.txt", "expected a file ending in .png"),
+    ("--json", "afile/out.json", "is a file, not a folder"),
+])
+def test_locate_outputs_are_checked_before_locating(tmp_path, capsys, option, name, match):
+    (tmp_path / "afile").write_text("x")
+    refused(capsys, tmp_path, "locate", "--model", "tiny-llama", "--proxy", "2", option,
+            str(tmp_path / name), match=match)
+
+
+# --- hang, caches, formats -------------------------------------------------------------------------
+
+
+def test_a_huge_prompt_is_refused_naming_the_record_and_its_tokens(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    prompt = "Paris " * 900_000 + "is"  # 5.4 MB
+    err = refused(capsys, tmp_path, "edit", "--model", "tiny-llama", "--layer", "1", "--prompt",
+                  prompt, "--subject", "Paris", "--target", "big", match="request 1: the prompt")
+    assert "tokens" in err and "512-token context of tiny-llama" in err
+
+
+def test_datasets_reads_an_export_and_says_what_it_skipped(tmp_path, capsys):
+    base = {"prompt": "The mother tongue of Danielle Darrieux is", "subject": "Danielle Darrieux",
+            "target_new": "English", "ground_truth": "French",
+            "rephrase_prompt": ["Danielle Darrieux speaks", "Darrieux speaks"],
+            "locality": [{"prompt": "Michel Rocard speaks", "ground_truth": "French"}]}
+    records = [base, {**base, "subject": "Nobody"}]
+    (tmp_path / "export.json").write_text(json.dumps({"records": records}))
+    status, out, err = run(capsys, "datasets", str(tmp_path / "export.json"), "--skip-invalid")
+    assert status == 0, err
+    assert "read 2 records, 1 usable, 1 skipped" in " ".join(out.split())
+    assert "record 1, field 'subject'" in out
+    refused(capsys, tmp_path, "datasets", str(tmp_path / "export.json"),
+            match="record 1, field 'subject'")
+    (tmp_path / "garbage.json").write_bytes(b"\x00\x01garbage")
+    refused(capsys, tmp_path, "datasets", str(tmp_path / "garbage.json"), match="garbage.json")
+
+
+# --- tracebacks only on request ----------------------------------------------------------------------
+
+
+def test_debug_shows_the_traceback(tmp_path, capsys, monkeypatch):
+    bad = ["edit", "--model", "no-such-model", "--layer", "1", "--prompt", "{} is",
+           "--subject", "Paris", "--target", "big"]
+    refused(capsys, tmp_path, *bad, match="'no-such-model' is neither a preset")
+    with pytest.raises(GoldenLayersError, match="neither a preset"):
+        cli.main(["--debug", *bad])
+    monkeypatch.setenv(cli.DEBUG_ENV, "1")
+    with pytest.raises(GoldenLayersError):
+        cli.main(bad)
+
+
+def test_a_bug_is_one_line_with_status_1(tmp_path, capsys, monkeypatch):
+    import goldenlayers.models
+
+    def broken(*args, **kwargs):
+        raise ZeroDivisionError("oops")
+
+    monkeypatch.setattr(goldenlayers.models, "load_model", broken)
+    status, _, err = run(capsys, "patch", "apply", "x.safetensors", "--model", "tiny-llama")
+    assert status == 2 and "x.safetensors" in err  # the patch is read first: a user error
+    status, _, err = run(capsys, "locate", "--model", "tiny-llama", "--proxy", "2")
+    last = err.strip().splitlines()[-1]
+    assert status == 1 and "Traceback" not in err
+    assert "unexpected ZeroDivisionError: oops" in last and "--debug" in last
+
+
+@pytest.mark.parametrize("args, match", [
+    (["--device", "foo"], "unknown device 'foo'; use cpu, cuda, cuda:N or mps"),
+    (["--device", "cuda:7"], "device 'cuda:7' is not available"),
+    (["--model", "{folder}"], "is a folder but not a saved model (no config.json in it)"),
+])
+def test_devices_and_model_folders_that_do_not_exist_here(tmp_path, capsys, args, match):
+    args = [a.replace("{folder}", str(tmp_path)) for a in args]
+    refused(capsys, tmp_path, *EDIT, *args, match=match)
