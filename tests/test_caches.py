@@ -38,7 +38,7 @@ def test_damaged_key_statistics_are_recomputed(tiny_llama, tmp_path, monkeypatch
 
 
 def test_a_damaged_golden_layer_cache_is_located_again(tiny_llama, tmp_path, monkeypatch, caplog):
-    from goldenlayers.locate import layer_scores_cached
+    from goldenlayers.app.locate_job import layer_scores_cached
 
     monkeypatch.setenv("GOLDENLAYERS_CACHE", str(tmp_path))
     first = layer_scores_cached(tiny_llama, "counterfact", {"proxy": 2})
