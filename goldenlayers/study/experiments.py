@@ -138,10 +138,15 @@ def wanted_manifest(settings: StudySettings, handle: ModelHandle,
                     plans: Sequence[DatasetPlan]) -> dict[str, object]:
     from goldenlayers.study.store import FORMAT
 
+    from goldenlayers.editing import get_editor
+
     layers = settings.resolve_layers(handle.num_layers)
+    # The resolved config, not just the overrides: a changed default is a changed editor too.
+    config = get_editor(settings.editor, **settings.editor_overrides).config_for(handle).to_dict()
     return {"format": FORMAT, "model": handle.name, "model_fingerprint": handle.fingerprint,
             "num_layers": handle.num_layers, "fixed": settings.fixed(),
-            "editors": {settings.editor: dict(settings.editor_overrides)},
+            "editors": {settings.editor: {"overrides": dict(settings.editor_overrides),
+                                          "config": config}},
             "datasets": {p.name: {"digest": p.digest, "proxy": len(p.proxy), "test": len(p.test)}
                          for p in plans},
             "layers": {f"{p.name}/{settings.editor}": layers for p in plans}}
