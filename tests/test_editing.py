@@ -122,13 +122,27 @@ def test_edit_matrix_maps_the_key_to_v_star(request, name, editor_name, cache):
     assert float((before - v_star).norm() / v_star.norm()) > 1e-3  # the edit did something
 
 
-def test_emmet_one_request_lambda_zero_equals_r_rome_with_mom2(tiny_llama, cache, monkeypatch, tmp_path):
+def test_emmet_one_request_lambda_zero_adds_the_block_residual_at_its_key(tiny_llama, cache, monkeypatch,
+                                                                          tmp_path):
+    """EasyEdit's EMMET: z is a block output; with one request and lambda 0 the edit matrix maps its
+    key (1/2 bare + 1/2 prefixed mean) to W k + (z - z_before)."""
     monkeypatch.setenv("GOLDENLAYERS_CACHE", str(tmp_path))
-    common = dict(FEW_STEPS, clamp_norm_factor=4.0, mom2_n_tokens=2000)
-    r_rome = get_editor("r-rome", cache=cache, mom2_adjustment=True, **common).compute(tiny_llama, [REQUEST], 2)
-    emmet = get_editor("emmet", cache=cache, emmet_lambda=0.0, **common).compute(tiny_llama, [REQUEST], 2)
-    torch.testing.assert_close(emmet.edits[0].value, r_rome.edits[0].value)
-    torch.testing.assert_close(emmet.updates[0].delta(), r_rome.updates[0].delta(), rtol=1e-4, atol=1e-6)
+    editor = get_editor("emmet", cache=cache, emmet_lambda=0.0, clamp_norm_factor=4.0,
+                        mom2_n_tokens=2000, **FEW_STEPS)
+    layer = 2
+    rb = prepared_batch(tiny_llama, REQUEST, editor.config_for(tiny_llama), cache)
+    keys = template_keys(tiny_llama, rb, layer)
+    key = (keys[0] + keys[1:].mean(0)) / 2
+    module = tiny_llama.adapter.edit_module(tiny_llama.model, layer)
+    block_out = at_subject(tiny_llama, rb, tiny_llama.adapter.block(tiny_llama.model, layer),
+                           inputs=False, rows=1)[0]
+    before = module(key)
+    with editor.edited(tiny_llama, [REQUEST], layer) as result:
+        after = module(key)
+    edit = result.edits[0]
+    torch.testing.assert_close(edit.value_before, block_out)
+    torch.testing.assert_close(after - before, edit.value - edit.value_before, rtol=1e-3, atol=1e-4)
+    assert float((edit.value - edit.value_before).norm()) > 1e-3
 
 
 @pytest.mark.parametrize("editor_name", sorted(EDITORS))
@@ -280,7 +294,7 @@ def test_second_moment_is_the_mean_outer_product_and_cached_on_disk(tiny_gpt2, m
     again = covariance.second_moment(tiny_gpt2, 1, 1000, EditCache())
     assert torch.equal(again.matrix, moment.matrix)
     key = keys[0]
-    torch.testing.assert_close(moment.matrix @ moment.solve(key), key.float(), rtol=1e-3, atol=1e-4)
+    torch.testing.assert_close(moment.matrix @ moment.solve(key).float(), key.float(), rtol=1e-3, atol=1e-4)
 
 
 # --- slow: a real model ------------------------------------------------------------------------------

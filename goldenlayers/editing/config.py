@@ -110,18 +110,23 @@ class RomeConfig(EditConfig):
 
 @dataclass(frozen=True)
 class EmmetConfig(EditConfig):
-    """EMMET: a batch in one equality-constrained least-squares update."""
+    """EMMET: a batch in one equality-constrained least-squares update per layer of its window."""
 
     clamp_norm_factor: float = 0.75
-    mom2_update_weight: float = 10_000.0  # C0 = this x E[k k^T] (METHOD.md)
+    mom2_update_weight: float = 10_000.0  # C0 = this x E[k k^T] (METHOD.md; EasyEdit's files say 1)
+    update_norm_lambda: float = 0.0  # C0 += this x I (EasyEdit's update_norm_lambda)
     emmet_lambda: float = 0.1
+    window: int = 1  # edits layers (layer - window + 1) .. layer; EasyEdit's files list 5
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if not self.mom2_update_weight > 0:
             raise ConfigError(f"mom2_update_weight must be positive, got {self.mom2_update_weight!r}")
-        if not self.emmet_lambda >= 0:
-            raise ConfigError(f"emmet_lambda must be >= 0, got {self.emmet_lambda!r}")
+        for name in ("emmet_lambda", "update_norm_lambda"):
+            if not getattr(self, name) >= 0:
+                raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)!r}")
+        if not self.window >= 1:
+            raise ConfigError(f"window must be at least 1, got {self.window!r}")
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from goldenlayers.editing.cache import EditCache
+from goldenlayers.editing.keys import as_float, compute_dtype
 from goldenlayers.models.handle import ModelHandle
 from goldenlayers.models.hooks import trace
 from goldenlayers.models.load import cache_dir
@@ -37,18 +38,18 @@ BATCH_TEXTS = 16
 
 @dataclass
 class SecondMoment:
-    matrix: torch.Tensor  # (d_in, d_in) float32, symmetric positive (semi)definite
+    matrix: torch.Tensor  # (d_in, d_in) float32 (float64 for float64 models), symmetric PSD
     n_tokens: int  # tokens actually counted
     _factor: torch.Tensor | None = field(default=None, repr=False)  # Cholesky factor, float64
 
     def solve(self, rhs: torch.Tensor) -> torch.Tensor:
-        """C^-1 rhs for rhs (d_in,) or (d_in, E), float32; the factorisation is computed once."""
+        """C^-1 rhs for rhs (d_in,) or (d_in, E), float64; the factorisation is computed once."""
         if self._factor is None:
             self._factor = _cholesky(self.matrix.double())
         column = rhs.ndim == 1
         rhs = rhs.to(self._factor.device, torch.float64)
         out = torch.cholesky_solve(rhs[:, None] if column else rhs, self._factor)
-        return (out[:, 0] if column else out).float()
+        return out[:, 0] if column else out
 
 
 def _cholesky(matrix: torch.Tensor) -> torch.Tensor:
@@ -121,10 +122,11 @@ def compute_second_moment(handle: ModelHandle, layer: int, n_tokens: int,
         input_ids, mask = _pad_right(rows, handle)
         with trace({"k": module}, capture_inputs=True, stop_after="k") as record:
             base(input_ids=input_ids, attention_mask=mask, use_cache=False)
-        keys = record.inputs["k"][mask.bool()].float()  # (tokens, d_in)
+        keys = as_float(record.inputs["k"][mask.bool()])  # (tokens, d_in)
         total += (keys.T @ keys).double()
         count += keys.shape[0]
-    return SecondMoment((total / max(count, 1)).float(), count)
+    # float64 models (the reference tests) keep C in float64; others store float32, half the size
+    return SecondMoment((total / max(count, 1)).to(compute_dtype(handle)), count)
 
 
 def _pad_right(rows: list[list[int]], handle: ModelHandle) -> tuple[torch.Tensor, torch.Tensor]:

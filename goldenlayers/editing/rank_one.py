@@ -18,7 +18,7 @@ from goldenlayers.editing.batches import prepared_batch
 from goldenlayers.editing.config import RomeConfig
 from goldenlayers.editing.covariance import second_moment
 from goldenlayers.editing.errors import EditError, describe
-from goldenlayers.editing.keys import edit_output, mean_key, template_keys
+from goldenlayers.editing.keys import compute_dtype, edit_output, mean_key, template_keys
 from goldenlayers.editing.updates import UpdateError, rank_one_update
 from goldenlayers.editing.values import optimise_value
 from goldenlayers.models.handle import ModelHandle
@@ -62,4 +62,5 @@ class RankOneEditor(Editor):
                             f"the weights are unchanged") from error
         edit = RequestEdit(request=request, layer=layer, key=k_star, value=value.value,
                            value_before=value.value_before, losses=value.losses)
-        return LayerUpdate(layer, left.float(), right.float()), edit
+        dtype = compute_dtype(handle)
+        return LayerUpdate(layer, left.to(dtype), right.to(dtype)), edit
