@@ -128,7 +128,7 @@ def test_emmet_one_request_lambda_zero_adds_the_block_residual_at_its_key(tiny_l
     key (1/2 bare + 1/2 prefixed mean) to W k + (z - z_before)."""
     monkeypatch.setenv("GOLDENLAYERS_CACHE", str(tmp_path))
     editor = get_editor("emmet", cache=cache, emmet_lambda=0.0, clamp_norm_factor=4.0,
-                        mom2_n_tokens=2000, **FEW_STEPS)
+                        mom2_n_samples=20, **FEW_STEPS)
     layer = 2
     rb = prepared_batch(tiny_llama, REQUEST, editor.config_for(tiny_llama), cache)
     keys = template_keys(tiny_llama, rb, layer)
@@ -149,7 +149,7 @@ def test_emmet_one_request_lambda_zero_adds_the_block_residual_at_its_key(tiny_l
 def test_edited_restores_every_parameter_bit_for_bit(tiny_model, editor_name, cache, monkeypatch, tmp_path):
     monkeypatch.setenv("GOLDENLAYERS_CACHE", str(tmp_path))
     saved = weights(tiny_model)
-    editor = get_editor(editor_name, cache=cache, mom2_n_tokens=2000, **FEW_STEPS)
+    editor = get_editor(editor_name, cache=cache, mom2_n_samples=20, **FEW_STEPS)
     with editor.edited(tiny_model, [REQUEST], 2) as result:
         edited_layers = set(result.layers)
         changed = {name for name, t in tiny_model.model.state_dict().items()
@@ -216,7 +216,7 @@ def test_sequential_rome_sums_its_rank_one_updates(tiny_llama, cache):
 
 def test_memit_edits_its_window_and_moves_the_residual_toward_z(tiny_llama, cache, monkeypatch, tmp_path):
     monkeypatch.setenv("GOLDENLAYERS_CACHE", str(tmp_path))
-    editor = get_editor("memit", cache=cache, window=3, mom2_n_tokens=2000, mom2_update_weight=1.0,
+    editor = get_editor("memit", cache=cache, window=3, mom2_n_samples=20, mom2_update_weight=1.0,
                         **FEW_STEPS)
     assert editor.layers_for(tiny_llama, 3) == (1, 2, 3)
     assert editor.layers_for(tiny_llama, 1) == (0, 1)
@@ -276,23 +276,27 @@ def test_templates_are_seeded_cached_and_start_with_the_bare_prompt(tiny_llama, 
     assert context_templates(tiny_llama, 3, 6, seed=0, cache=cache) is first
 
 
-def test_second_moment_is_the_mean_outer_product_and_cached_on_disk(tiny_gpt2, monkeypatch, tmp_path):
+def test_second_moment_counts_texts_is_the_mean_outer_product_and_cached_on_disk(tiny_gpt2, monkeypatch,
+                                                                                 tmp_path):
     monkeypatch.setenv("GOLDENLAYERS_CACHE", str(tmp_path))
-    texts = ["The cat sat on the mat.", "A second, longer text about nothing in particular at all."]
+    texts = ["The cat sat on the mat, and then it slept all day.", "A second, longer text about nothing in particular at all.",
+             "A third text that the sample of two texts leaves out."]
     monkeypatch.setattr(covariance, "corpus_texts", lambda: texts)
-    moment = covariance.second_moment(tiny_gpt2, 1, 1000, EditCache())
-    batch = tiny_gpt2.batch(texts)
+    moment = covariance.second_moment(tiny_gpt2, 1, 2, 8, EditCache())  # 2 texts, 8 tokens each
+    ids = [tiny_gpt2.tokenizer(t)["input_ids"][:8] for t in texts[:2]]
+    batch = tiny_gpt2.batch([tiny_gpt2.tokenizer.decode(i) for i in ids])
+    assert batch.attention_mask.sum() == 16
     module = tiny_gpt2.adapter.edit_module(tiny_gpt2.model, 1)
     with trace({"k": module}, capture_inputs=True) as record:
         hidden_states(tiny_gpt2, batch)
     keys = record.inputs["k"][batch.attention_mask.bool()]
     torch.testing.assert_close(moment.matrix, keys.T @ keys / len(keys), rtol=1e-4, atol=1e-6)
-    assert moment.n_tokens == len(keys)
+    assert (moment.n_texts, moment.n_tokens) == (2, 16)
     files = list((tmp_path / "stats").rglob("*"))
-    assert [f.name for f in files if f.is_file()] == ["layer001-1000tokens.safetensors"]
+    assert [f.name for f in files if f.is_file()] == ["layer001-2texts-8tokens.safetensors"]
     monkeypatch.setattr(covariance, "compute_second_moment", lambda *a: pytest.fail("recomputed"))
-    again = covariance.second_moment(tiny_gpt2, 1, 1000, EditCache())
-    assert torch.equal(again.matrix, moment.matrix)
+    again = covariance.second_moment(tiny_gpt2, 1, 2, 8, EditCache())
+    assert torch.equal(again.matrix, moment.matrix) and again.n_texts == 2
     key = keys[0]
     torch.testing.assert_close(moment.matrix @ moment.solve(key).float(), key.float(), rtol=1e-3, atol=1e-4)
 

@@ -41,8 +41,11 @@ class EditConfig:
     kl_prompt: str = "{} is a"
     kl_position: str = "subject_last"  # ROME's code; "prompt_last" = the token after "is a"
     fast: bool = True  # reuse the lower layers and prefix columns; vocabulary head only where needed
-    # Second-moment statistics of the keys (covariance.py).
-    mom2_n_tokens: int = 100_000
+    # Second-moment statistics of the keys (covariance.py). As ROME's and EasyEdit's
+    # mom2_n_samples, the sample size counts texts (corpus records), not tokens; each text is cut
+    # to mom2_text_tokens tokens, a cap for memory (EasyEdit: the model's context length).
+    mom2_n_samples: int = 1000  # ~130k tokens of the bundled WikiText-2 (EasyEdit: 100,000 texts)
+    mom2_text_tokens: int = 256
     # Numerical guard: |u . k| below this fraction of |u| |k| is a near-zero denominator.
     denominator_tol: float = 1e-6
 
@@ -52,7 +55,7 @@ class EditConfig:
         for f in fields(self):
             _check_type(self, f)
         positive = ("n_context_templates", "context_template_length", "v_num_grad_steps", "v_lr",
-                    "clamp_norm_factor", "mom2_n_tokens")
+                    "clamp_norm_factor", "mom2_n_samples", "mom2_text_tokens")
         for name in positive:
             if not getattr(self, name) > 0:
                 raise ConfigError(f"{name} must be positive, got {getattr(self, name)!r}")

@@ -52,7 +52,8 @@ class RankOneEditor(Editor):
         value = optimise_value(handle, rb, layer, site, config)
         u = k_star
         if config.mom2_adjustment:
-            u = second_moment(handle, layer, config.mom2_n_tokens, self.cache).solve(k_star)
+            u = second_moment(handle, layer, config.mom2_n_samples,
+                              config.mom2_text_tokens, self.cache).solve(k_star)
         key = self.denominator_key(keys)
         residual = value.value - edit_output(handle, layer, key)  # v* - (W k + b)
         try:

@@ -55,7 +55,8 @@ class WindowEditor(Editor):
         for i, current in enumerate(layers):
             keys = self._keys(handle, batches, current)  # (d_in, E)
             now = self._residuals(handle, batches, top)  # (d_model, E)
-            moment = second_moment(handle, current, config.mom2_n_tokens, self.cache)
+            moment = second_moment(handle, current, config.mom2_n_samples, config.mom2_text_tokens,
+                                   self.cache)
             try:
                 left, right = self.layer_update((targets - now) / (len(layers) - i), keys, moment,
                                                 config)
