@@ -5,7 +5,8 @@ edit matrices of a window of layers (layer - window + 1) .. layer.
 1. z (compute_z): the v* optimisation at the output of the *whole block* ``top`` = the window's last
    layer, at each request's subject's last token. The clamp bound is clamp_norm_factor times the
    norm of that block output at the bare prompt before the edit (values.py with the block as site).
-2. For each layer of the window, lowest first, on the model the lower layers already changed:
+2. For each layer of the window, lowest first, on the model the lower layers already changed
+   (the key statistics C of every layer are those of the unedited model):
    keys K (d_in, E) as EasyEdit's compute_ks (keys.kinds_mean_key); z_now, the block output at
    ``top`` at each bare prompt; the residual R = (z - z_now) / (layers left); and the editor's
    least squares turns R, K and the keys' second moment C into delta W (``layer_update``).
@@ -51,15 +52,16 @@ class WindowEditor(Editor):
         batches = [prepared_batch(handle, request, config, self.cache) for request in requests]
         values = [optimise_value(handle, rb, top, block, config) for rb in batches]
         targets = torch.stack([v.value for v in values], dim=1)  # z (d_model, E)
+        # every layer's statistics of the unedited model, before the lower layers change
+        moments = [second_moment(handle, current, config.mom2_n_samples, config.mom2_text_tokens,
+                                 self.cache) for current in layers]
         updates = []
         for i, current in enumerate(layers):
             keys = self._keys(handle, batches, current)  # (d_in, E)
             now = self._residuals(handle, batches, top)  # (d_model, E)
-            moment = second_moment(handle, current, config.mom2_n_samples, config.mom2_text_tokens,
-                                   self.cache)
             try:
-                left, right = self.layer_update((targets - now) / (len(layers) - i), keys, moment,
-                                                config)
+                left, right = self.layer_update((targets - now) / (len(layers) - i), keys,
+                                                moments[i], config)
             except UpdateError as error:
                 ids = ", ".join(str(r.case_id) for r in requests)
                 raise EditError(f"{self.name.upper()} batch of requests {ids} at layer {current}: "
