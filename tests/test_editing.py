@@ -233,10 +233,17 @@ def test_memit_edits_its_window_and_moves_the_residual_toward_z(tiny_llama, cach
 
 
 def test_unknown_config_key_is_named():
-    with pytest.raises(ConfigError, match=r"unknown RomeConfig key 'v_rl'.*v_lr"):
+    with pytest.raises(ConfigError, match=r"unknown R?RomeConfig key 'v_rl'.*v_lr"):
         get_editor("r-rome", v_rl=0.1)
     with pytest.raises(ConfigError, match="unknown RomeConfig key 'emmet_lambda'"):
         RomeConfig.from_dict({"emmet_lambda": 0.1})
+
+
+def test_r_rome_key_options_are_exclusive_and_default_as_the_reference():
+    config = get_editor("r-rome").config
+    assert (config.enable_prompt_keys, config.enable_random_prefix_keys) == (False, True)
+    with pytest.raises(ConfigError, match="exactly one of enable_prompt_keys"):
+        get_editor("r-rome", enable_prompt_keys=True)
 
 
 def test_overrides_from_strings_are_typed_and_validated():

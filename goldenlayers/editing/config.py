@@ -112,6 +112,22 @@ class RomeConfig(EditConfig):
 
 
 @dataclass(frozen=True)
+class RRomeConfig(RomeConfig):
+    """R-ROME's key options, as its reference (EasyEdit's R_ROMEHyperParams): exactly one is on.
+    Random-prefix keys (the default) use k*, the mean over templates, for u and for the key the
+    matrix maps to v*; prompt keys use the bare prompt's key for both."""
+
+    enable_prompt_keys: bool = False
+    enable_random_prefix_keys: bool = True
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.enable_prompt_keys == self.enable_random_prefix_keys:
+            raise ConfigError("exactly one of enable_prompt_keys and enable_random_prefix_keys must "
+                              "be true (ROME's original mix of both is the 'rome' editor)")
+
+
+@dataclass(frozen=True)
 class EmmetConfig(EditConfig):
     """EMMET: a batch in one equality-constrained least-squares update per layer of its window."""
 

@@ -166,11 +166,14 @@ class Reference:
 
     # the updates ------------------------------------------------------------------------------------
 
-    def rank_one(self, request: EditRequest, layer: int, r_rome: bool) -> torch.Tensor:
+    def rank_one(self, request: EditRequest, layer: int, variant: str) -> torch.Tensor:
+        """variant: "rome" (ROME's code: u from k*, k = k_bare), "r-rome" (k* for both) or
+        "prompt-keys" (R-ROME's enable_prompt_keys: k_bare for both)."""
         keys = self.keys(request, layer)
         k_star = keys.mean(0)
-        u = torch.linalg.solve(self.second_moment(layer), k_star)
-        k = k_star if r_rome else keys[0]
+        u_key = keys[0] if variant == "prompt-keys" else k_star
+        u = torch.linalg.solve(self.second_moment(layer), u_key)
+        k = k_star if variant == "r-rome" else keys[0]
         _, v_star = self.optimise(request, self.matrix_name, layer)
         residual = v_star - (self.weight(layer) @ k + self.bias(layer))
         return torch.outer(residual, u) / (u @ k)
@@ -290,13 +293,14 @@ def relative(ours_delta: torch.Tensor, reference_delta: torch.Tensor) -> float:
     return float((ours_delta - reference_delta).norm() / reference_delta.norm())
 
 
-@pytest.mark.parametrize("editor_name", ["rome", "r-rome"])
-def test_rank_one_editors_equal_the_reference(model64, editor_name, isolated):
-    settings = dict(SETTINGS, clamp_norm_factor=4.0, mom2_adjustment=True)
+@pytest.mark.parametrize("editor_name, variant, extra", [
+    ("rome", "rome", {}), ("r-rome", "r-rome", {}),
+    ("r-rome", "prompt-keys", dict(enable_prompt_keys=True, enable_random_prefix_keys=False))])
+def test_rank_one_editors_equal_the_reference(model64, editor_name, variant, extra, isolated):
+    settings = dict(SETTINGS, clamp_norm_factor=4.0, mom2_adjustment=True, **extra)
     layer = 2
     deltas, templates = ours(model64, editor_name, REQUESTS[:1], layer, settings)
-    expected = Reference(model64, templates, settings).rank_one(REQUESTS[0], layer,
-                                                               r_rome=editor_name == "r-rome")
+    expected = Reference(model64, templates, settings).rank_one(REQUESTS[0], layer, variant)
     assert relative(deltas[layer], expected) < TOLERANCE
 
 
