@@ -107,19 +107,25 @@ def test_emmet_with_one_request_and_no_lambda_is_r_rome():
 @pytest.mark.parametrize("name", ["tiny_gpt2", "tiny_llama"])
 @pytest.mark.parametrize("editor_name", ["r-rome", "rome"])
 def test_edit_matrix_maps_the_key_to_v_star(request, name, editor_name, cache):
-    """R-ROME: W' k* = v*. ROME: W' k_bare = v* (the bare prompt's key)."""
+    """R-ROME: W' k* = v*. ROME: W' k_bare = v* (the bare prompt's key). Both: without mom2
+    adjustment u = k*, so delta W leaves every input orthogonal to k* alone (this fails for a
+    wrong u, which the first check alone would not see)."""
     handle = request.getfixturevalue(name)
     editor = get_editor(editor_name, cache=cache, **FEW_STEPS)
     rb = prepared_batch(handle, REQUEST, editor.config_for(handle), cache)
     keys = template_keys(handle, rb, 1)
     key = mean_key(keys) if editor_name == "r-rome" else keys[0]
+    k_star = mean_key(keys)
+    other = torch.randn(len(k_star), generator=torch.Generator().manual_seed(0))
+    other = other - (other @ k_star) / (k_star @ k_star) * k_star  # orthogonal to k* = u
     module = handle.adapter.edit_module(handle.model, 1)
-    before = module(key)
+    before, before_other = module(key), module(other)
     with editor.edited(handle, [REQUEST], 1) as result:
-        after = module(key)
+        after, after_other = module(key), module(other)
     v_star = result.edits[0].value
     assert float((after - v_star).norm() / v_star.norm()) < 1e-3
     assert float((before - v_star).norm() / v_star.norm()) > 1e-3  # the edit did something
+    torch.testing.assert_close(after_other, before_other, rtol=1e-4, atol=1e-5)
 
 
 def test_emmet_one_request_lambda_zero_adds_the_block_residual_at_its_key(tiny_llama, cache, monkeypatch,
