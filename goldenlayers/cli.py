@@ -83,6 +83,8 @@ def study(
     dtype: str = typer.Option("float32", "--dtype", help="float32, bfloat16 or float16."),
     editor_settings: list[str] = typer.Option(None, "--set", help="Editor hyperparameter "
                                               "key=value (repeatable), e.g. v_num_grad_steps=25."),
+    profile: str = typer.Option("default", "--profile", help="Hyperparameters: default (ours, faster) or "
+                               "easyedit (EasyEdit's published ones for the model family)."),
 ) -> None:
     """Run the paper's experiments (resumable: run it again to finish or to check it is done)."""
     from goldenlayers.study import StudySettings, run_study
@@ -90,7 +92,7 @@ def study(
     settings = StudySettings(model=model, datasets=data, editor=editor, proxy_fraction=proxy_fraction,
                              test_size=test_size or None, proxy_size=proxy_size or None, seed=seed,
                              layers=layers, dtype=dtype, metrics=metrics,
-                             editor_overrides=list(editor_settings or ()))
+                             editor_overrides=_with_profile(profile, editor_settings))
     run = run_study(settings, out, executor=executor, device=device, workers=workers,
                     ray_address=ray_address)
     console.print(f"{run.planned} units: {run.done_before} were done, {run.done_now} done now "
@@ -137,6 +139,8 @@ def locate(
     fence_k: float = typer.Option(1.0, "--fence-k", help="LGA: Tukey's fence k (< 0: no fences)."),
     direction: str = typer.Option("argmax", "--direction", help="LGA: argmax or argmin."),
     weights: str = typer.Option("edit-matrix", "--weights", help="LGA: edit-matrix or mlp."),
+    profile: str = typer.Option("default", "--profile", help="Brute force: the editor's "
+                                "hyperparameters, default (ours) or easyedit (EasyEdit's)."),
 ) -> None:
     """Rank the model's layers for editing on a proxy set and name the golden layer."""
     import json
@@ -152,6 +156,8 @@ def locate(
     parts = proxy_split(dataset.requests, proxy, seed)
     settings = locator_settings(method, top_k=top_k, seed=seed, editor=editor, direction=direction,
                                 fence_k=None if fence_k < 0 else fence_k, weights=weights)
+    if method == "brute-force" and profile != "default":
+        settings["editor_overrides"] = dict(item.split("=", 1) for item in _with_profile(profile, []))
     scores = get_locator(method, **settings).locate(handle, parts.proxy)
     console.print(layer_table(scores, f"{method} on {handle.name}, {len(parts.proxy)} "
                                       f"{dataset.name} requests"))
@@ -175,6 +181,16 @@ def locate(
         console.print(f"wrote {json_out}")
     if plot:
         console.print(f"wrote {plot_layer_scores(scores, plot)}")
+
+
+def _with_profile(profile: str, settings: list[str] | None) -> list[str]:
+    """The --set strings after the profile's name (a --set key still wins over the profile's
+    value; the editor resolves the profile's values for the model: editing/profiles.py)."""
+    from goldenlayers.editing.profiles import PROFILES
+
+    if profile not in PROFILES:
+        raise GoldenLayersError(f"unknown --profile {profile!r}; profiles: {', '.join(PROFILES)}")
+    return [*([] if profile == "default" else [f"profile={profile}"]), *(settings or ())]
 
 
 def parse_layer(text: str, handle, data: str | None = None) -> int:
@@ -232,6 +248,8 @@ def edit(
     settings: list[str] = typer.Option(None, "--set", help="Hyperparameter, key=value (repeatable)."),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:1, mps."),
     dtype: str = typer.Option("float32", "--dtype", help="float32, bfloat16 or float16."),
+    profile: str = typer.Option("default", "--profile", help="Hyperparameters: default (ours, faster) or "
+                               "easyedit (EasyEdit's published ones for the model family)."),
 ) -> None:
     """Edit facts at a layer (in sequence; EMMET and MEMIT as one batch) and check them."""
     import json
@@ -245,7 +263,9 @@ def edit(
     requests = load_requests(data, prompt=prompt, subject=subject, target=target, n=n)
     if editor.lower() not in EDITORS:
         raise GoldenLayersError(f"unknown editor {editor!r}; available: {', '.join(sorted(EDITORS))}")
-    chosen = get_editor(editor, **EDITORS[editor.lower()].config_class.from_overrides(settings or []))
+    overrides = EDITORS[editor.lower()].config_class.from_overrides(
+        _with_profile(profile, settings))
+    chosen = get_editor(editor, **overrides)
     handle = load_model(model, device=device, dtype=dtype)
     session = edit_and_check(handle, chosen, requests, parse_layer(layer, handle, data))
     console.print(_edit_table(session))

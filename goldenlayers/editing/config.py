@@ -3,7 +3,8 @@
 Names follow EasyEdit's hparams files, so a value can be compared with theirs at a glance. The
 effective configuration of an edit is resolved in this order, later winning:
 
-    the dataclass defaults  <  ARCHITECTURE_DEFAULTS[adapter]  <  MODEL_DEFAULTS[model]  <  overrides
+    the dataclass defaults  <  ARCHITECTURE_DEFAULTS[adapter]  <  MODEL_DEFAULTS[model]
+        <  the profile named by the ``profile`` override (profiles.py)  <  the other overrides
 
 Every config validates on construction; an unknown key is an error that names it and lists the
 valid ones. ``from_overrides`` turns command-line ``key=value`` strings into typed values.
@@ -16,6 +17,7 @@ import math
 from dataclasses import dataclass, fields
 from typing import Any, ClassVar
 
+from goldenlayers.editing.profiles import PROFILES, ProfileError, profile_overrides
 from goldenlayers.errors import GoldenLayersError
 
 
@@ -41,6 +43,8 @@ class EditConfig:
     kl_prompt: str = "{} is a"
     kl_position: str = "subject_last"  # ROME's code; "prompt_last" = the token after "is a"
     fast: bool = True  # reuse the lower layers and prefix columns; vocabulary head only where needed
+    # The named set of values resolved before the overrides (profiles.py): "default" or "easyedit".
+    profile: str = "default"
     # Second-moment statistics of the keys (covariance.py). As ROME's and EasyEdit's
     # mom2_n_samples, the sample size counts texts (corpus records), not tokens; each text is cut
     # to mom2_text_tokens tokens, a cap for memory (EasyEdit: the model's context length).
@@ -66,6 +70,8 @@ class EditConfig:
         if self.kl_position not in self.KL_POSITIONS:
             raise ConfigError(f"kl_position must be one of {', '.join(self.KL_POSITIONS)}, "
                               f"got {self.kl_position!r}")
+        if self.profile not in PROFILES:
+            raise ConfigError(f"profile must be one of {', '.join(PROFILES)}, got {self.profile!r}")
         if self.kl_prompt.count("{}") != 1:
             raise ConfigError(f"kl_prompt must contain '{{}}' once for the subject, got {self.kl_prompt!r}")
 
@@ -208,11 +214,17 @@ MODEL_DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
 
 
 def resolve(config_class: type[EditConfig], family: str, architecture: str | None,
-            model_name: str | None, overrides: dict[str, Any]) -> EditConfig:
-    """The effective config: class defaults < architecture < model < overrides (see module doc)."""
+            model_name: str | None, overrides: dict[str, Any], editor: str | None = None) -> EditConfig:
+    """The effective config: class defaults < architecture < model < the profile named in
+    ``overrides`` (profiles.py, for ``editor``, default ``family``) < overrides (see module doc)."""
     values: dict[str, Any] = {}
     for table, key in ((ARCHITECTURE_DEFAULTS, architecture), (MODEL_DEFAULTS, model_name)):
         values.update(table.get(key or "", {}).get(family, {}))
+    try:
+        values.update(profile_overrides(overrides.get("profile", "default"), editor or family,
+                                        architecture))
+    except ProfileError as error:
+        raise ConfigError(str(error)) from None
     values = {k: v for k, v in values.items() if k in config_class.keys()}
     values.update(overrides)
     return config_class.from_dict(values)
