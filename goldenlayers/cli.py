@@ -152,6 +152,8 @@ def study(
                               help="float32, bfloat16 or float16."),
     editor_settings: list[str] = typer.Option(None, "--set", help="Editor hyperparameter "
                                               "key=value (repeatable), e.g. v_num_grad_steps=25."),
+    profile: str = typer.Option("default", "--profile", help="Hyperparameters: default (ours, faster) or "
+                               "easyedit (EasyEdit's published ones for the model family)."),
 ) -> None:
     """Run the paper's experiments (resumable: run it again to finish or to check it is done)."""
     from goldenlayers.study import StudySettings, run_study
@@ -160,7 +162,7 @@ def study(
                              test_size=test_size or None, proxy_size=proxy_size or None, seed=seed,
                              layers=layers, dtype=dtype, metrics=metrics,
                              fluency_size=fluency_size, pool_size=pool_size,
-                             editor_overrides=list(editor_settings or ()))
+                             editor_overrides=_with_profile(profile, editor_settings))
     run = run_study(settings, out, executor=executor, device=device, workers=workers,
                     ray_address=ray_address)
     console.print(f"{run.planned} cells: {run.done_before} were done, {run.done_now} done now "
@@ -227,6 +229,8 @@ def locate(
     combine: str = typer.Option(None, "--combine", help="LGA: sum, mean-rank or votes over the "
                                 "proxy requests."),
     layers: str = typer.Option("all", "--layers", help="Brute force: " + LAYERS_HELP),
+    profile: str = typer.Option("default", "--profile", help="Brute force: the editor's "
+                                "hyperparameters, default (ours) or easyedit (EasyEdit's)."),
 ) -> None:
     """Rank the model's layers for editing on a proxy set and name the golden layer.
 
@@ -256,6 +260,8 @@ def locate(
         reading["fence_k"] = None if fence_k < 0 else fence_k
     settings = locator_settings(method, top_k=top_k, seed=seed, editor=editor, layers=layers,
                                 dataset=dataset.name, **reading)
+    if method == "brute-force" and profile != "default":
+        settings["editor_overrides"] = dict(item.split("=", 1) for item in _with_profile(profile, []))
     scores = get_locator(method, **settings).locate(handle, parts.proxy)
     console.print(layer_table(scores, f"{method} on {handle.name}, {len(parts.proxy)} "
                                       f"{dataset.name} requests"))
@@ -296,6 +302,16 @@ def locate(
         console.print(f"wrote {plot_layer_scores(scores, plot)}")
     elif plot:
         console.print(f"no plot written: {method} has no scores here")
+
+
+def _with_profile(profile: str, settings: list[str] | None) -> list[str]:
+    """The --set strings after the profile's name (a --set key still wins over the profile's
+    value; the editor resolves the profile's values for the model: editing/profiles.py)."""
+    from goldenlayers.editing.profiles import PROFILES
+
+    if profile not in PROFILES:
+        raise GoldenLayersError(f"unknown --profile {profile!r}; profiles: {', '.join(PROFILES)}")
+    return [*([] if profile == "default" else [f"profile={profile}"]), *(settings or ())]
 
 
 def parse_layer(text: str, handle, data: str | None = None) -> int:
@@ -357,6 +373,8 @@ def edit(
     device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:1, mps."),
     dtype: str = typer.Option("float32", "--dtype", callback=_dtype,
                               help="float32, bfloat16 or float16."),
+    profile: str = typer.Option("default", "--profile", help="Hyperparameters: default (ours, faster) or "
+                               "easyedit (EasyEdit's published ones for the model family)."),
 ) -> None:
     """Edit facts at a layer (in sequence; EMMET and MEMIT as one batch) and check them."""
     from goldenlayers.app.edit_session import edit_and_check, save_model
@@ -372,7 +390,9 @@ def edit(
     requests = load_requests(data, prompt=prompt, subject=subject, target=target, n=n)
     if editor.lower() not in EDITORS:
         raise GoldenLayersError(f"unknown editor {editor!r}; available: {', '.join(sorted(EDITORS))}")
-    chosen = get_editor(editor, **EDITORS[editor.lower()].config_class.from_overrides(settings or []))
+    overrides = EDITORS[editor.lower()].config_class.from_overrides(
+        _with_profile(profile, settings))
+    chosen = get_editor(editor, **overrides)
     handle = load_model(model, device=device, dtype=dtype)
     check_fits_context(handle, requests)
     session = edit_and_check(handle, chosen, requests, parse_layer(layer, handle, data))

@@ -107,35 +107,55 @@ def test_emmet_with_one_request_and_no_lambda_is_r_rome():
 @pytest.mark.parametrize("name", ["tiny_gpt2", "tiny_llama"])
 @pytest.mark.parametrize("editor_name", ["r-rome", "rome"])
 def test_edit_matrix_maps_the_key_to_v_star(request, name, editor_name, cache):
-    """R-ROME: W' k* = v*. ROME: W' k_bare = v* (the bare prompt's key)."""
+    """R-ROME: W' k* = v*. ROME: W' k_bare = v* (the bare prompt's key). Both: without mom2
+    adjustment u = k*, so delta W leaves every input orthogonal to k* alone (this fails for a
+    wrong u, which the first check alone would not see)."""
     handle = request.getfixturevalue(name)
     editor = get_editor(editor_name, cache=cache, **FEW_STEPS)
     rb = prepared_batch(handle, REQUEST, editor.config_for(handle), cache)
     keys = template_keys(handle, rb, 1)
     key = mean_key(keys) if editor_name == "r-rome" else keys[0]
+    k_star = mean_key(keys)
+    other = torch.randn(len(k_star), generator=torch.Generator().manual_seed(0))
+    other = other - (other @ k_star) / (k_star @ k_star) * k_star  # orthogonal to k* = u
     module = handle.adapter.edit_module(handle.model, 1)
-    before = module(key)
+    before, before_other = module(key), module(other)
     with editor.edited(handle, [REQUEST], 1) as result:
-        after = module(key)
+        after, after_other = module(key), module(other)
     v_star = result.edits[0].value
     assert float((after - v_star).norm() / v_star.norm()) < 1e-3
     assert float((before - v_star).norm() / v_star.norm()) > 1e-3  # the edit did something
+    torch.testing.assert_close(after_other, before_other, rtol=1e-4, atol=1e-5)
 
 
-def test_emmet_one_request_lambda_zero_equals_r_rome_with_mom2(tiny_llama, cache, monkeypatch, tmp_path):
+def test_emmet_one_request_lambda_zero_adds_the_block_residual_at_its_key(tiny_llama, cache, monkeypatch,
+                                                                          tmp_path):
+    """EasyEdit's EMMET: z is a block output; with one request and lambda 0 the edit matrix maps its
+    key (1/2 bare + 1/2 prefixed mean) to W k + (z - z_before)."""
     monkeypatch.setenv("GOLDENLAYERS_CACHE", str(tmp_path))
-    common = dict(FEW_STEPS, clamp_norm_factor=4.0, mom2_n_tokens=2000)
-    r_rome = get_editor("r-rome", cache=cache, mom2_adjustment=True, **common).compute(tiny_llama, [REQUEST], 2)
-    emmet = get_editor("emmet", cache=cache, emmet_lambda=0.0, **common).compute(tiny_llama, [REQUEST], 2)
-    torch.testing.assert_close(emmet.edits[0].value, r_rome.edits[0].value)
-    torch.testing.assert_close(emmet.updates[0].delta(), r_rome.updates[0].delta(), rtol=1e-4, atol=1e-6)
+    editor = get_editor("emmet", cache=cache, emmet_lambda=0.0, clamp_norm_factor=4.0,
+                        mom2_n_samples=20, **FEW_STEPS)
+    layer = 2
+    rb = prepared_batch(tiny_llama, REQUEST, editor.config_for(tiny_llama), cache)
+    keys = template_keys(tiny_llama, rb, layer)
+    key = (keys[0] + keys[1:].mean(0)) / 2
+    module = tiny_llama.adapter.edit_module(tiny_llama.model, layer)
+    block_out = at_subject(tiny_llama, rb, tiny_llama.adapter.block(tiny_llama.model, layer),
+                           inputs=False, rows=1)[0]
+    before = module(key)
+    with editor.edited(tiny_llama, [REQUEST], layer) as result:
+        after = module(key)
+    edit = result.edits[0]
+    torch.testing.assert_close(edit.value_before, block_out)
+    torch.testing.assert_close(after - before, edit.value - edit.value_before, rtol=1e-3, atol=1e-4)
+    assert float((edit.value - edit.value_before).norm()) > 1e-3
 
 
 @pytest.mark.parametrize("editor_name", sorted(EDITORS))
 def test_edited_restores_every_parameter_bit_for_bit(tiny_model, editor_name, cache, monkeypatch, tmp_path):
     monkeypatch.setenv("GOLDENLAYERS_CACHE", str(tmp_path))
     saved = weights(tiny_model)
-    editor = get_editor(editor_name, cache=cache, mom2_n_tokens=2000, **FEW_STEPS)
+    editor = get_editor(editor_name, cache=cache, mom2_n_samples=20, **FEW_STEPS)
     with editor.edited(tiny_model, [REQUEST], 2) as result:
         edited_layers = set(result.layers)
         changed = {name for name, t in tiny_model.model.state_dict().items()
@@ -202,7 +222,7 @@ def test_sequential_rome_sums_its_rank_one_updates(tiny_llama, cache):
 
 def test_memit_edits_its_window_and_moves_the_residual_toward_z(tiny_llama, cache, monkeypatch, tmp_path):
     monkeypatch.setenv("GOLDENLAYERS_CACHE", str(tmp_path))
-    editor = get_editor("memit", cache=cache, window=3, mom2_n_tokens=2000, mom2_update_weight=1.0,
+    editor = get_editor("memit", cache=cache, window=3, mom2_n_samples=20, mom2_update_weight=1.0,
                         **FEW_STEPS)
     assert editor.layers_for(tiny_llama, 3) == (1, 2, 3)
     assert editor.layers_for(tiny_llama, 1) == (0, 1)
@@ -219,10 +239,17 @@ def test_memit_edits_its_window_and_moves_the_residual_toward_z(tiny_llama, cach
 
 
 def test_unknown_config_key_is_named():
-    with pytest.raises(ConfigError, match=r"unknown RomeConfig key 'v_rl'.*v_lr"):
+    with pytest.raises(ConfigError, match=r"unknown R?RomeConfig key 'v_rl'.*v_lr"):
         get_editor("r-rome", v_rl=0.1)
     with pytest.raises(ConfigError, match="unknown RomeConfig key 'emmet_lambda'"):
         RomeConfig.from_dict({"emmet_lambda": 0.1})
+
+
+def test_r_rome_key_options_are_exclusive_and_default_as_the_reference():
+    config = get_editor("r-rome").config
+    assert (config.enable_prompt_keys, config.enable_random_prefix_keys) == (False, True)
+    with pytest.raises(ConfigError, match="exactly one of enable_prompt_keys"):
+        get_editor("r-rome", enable_prompt_keys=True)
 
 
 def test_overrides_from_strings_are_typed_and_validated():
@@ -262,25 +289,29 @@ def test_templates_are_seeded_cached_and_start_with_the_bare_prompt(tiny_llama, 
     assert context_templates(tiny_llama, 3, 6, seed=0, cache=cache) is first
 
 
-def test_second_moment_is_the_mean_outer_product_and_cached_on_disk(tiny_gpt2, monkeypatch, tmp_path):
+def test_second_moment_counts_texts_is_the_mean_outer_product_and_cached_on_disk(tiny_gpt2, monkeypatch,
+                                                                                 tmp_path):
     monkeypatch.setenv("GOLDENLAYERS_CACHE", str(tmp_path))
-    texts = ["The cat sat on the mat.", "A second, longer text about nothing in particular at all."]
+    texts = ["The cat sat on the mat, and then it slept all day.", "A second, longer text about nothing in particular at all.",
+             "A third text that the sample of two texts leaves out."]
     monkeypatch.setattr(covariance, "corpus_texts", lambda: texts)
-    moment = covariance.second_moment(tiny_gpt2, 1, 1000, EditCache())
-    batch = tiny_gpt2.batch(texts)
+    moment = covariance.second_moment(tiny_gpt2, 1, 2, 8, EditCache())  # 2 texts, 8 tokens each
+    ids = [tiny_gpt2.tokenizer(t)["input_ids"][:8] for t in texts[:2]]
+    batch = tiny_gpt2.batch([tiny_gpt2.tokenizer.decode(i) for i in ids])
+    assert batch.attention_mask.sum() == 16
     module = tiny_gpt2.adapter.edit_module(tiny_gpt2.model, 1)
     with trace({"k": module}, capture_inputs=True) as record:
         hidden_states(tiny_gpt2, batch)
     keys = record.inputs["k"][batch.attention_mask.bool()]
     torch.testing.assert_close(moment.matrix, keys.T @ keys / len(keys), rtol=1e-4, atol=1e-6)
-    assert moment.n_tokens == len(keys)
+    assert (moment.n_texts, moment.n_tokens) == (2, 16)
     files = list((tmp_path / "stats").rglob("*"))
-    assert [f.name for f in files if f.is_file()] == ["layer001-1000tokens.safetensors"]
+    assert [f.name for f in files if f.is_file()] == ["layer001-2texts-8tokens.safetensors"]
     monkeypatch.setattr(covariance, "compute_second_moment", lambda *a: pytest.fail("recomputed"))
-    again = covariance.second_moment(tiny_gpt2, 1, 1000, EditCache())
-    assert torch.equal(again.matrix, moment.matrix)
+    again = covariance.second_moment(tiny_gpt2, 1, 2, 8, EditCache())
+    assert torch.equal(again.matrix, moment.matrix) and again.n_texts == 2
     key = keys[0]
-    torch.testing.assert_close(moment.matrix @ moment.solve(key), key.float(), rtol=1e-3, atol=1e-4)
+    torch.testing.assert_close(moment.matrix @ moment.solve(key).float(), key.float(), rtol=1e-3, atol=1e-4)
 
 
 # --- slow: a real model ------------------------------------------------------------------------------

@@ -10,8 +10,9 @@ from scipy import stats
 
 from goldenlayers.data.records import EditRequest, PromptAnswer
 from goldenlayers.errors import GoldenLayersError
-from goldenlayers.evaluate import (METRICS, compute_pre_edit, evaluate, n_gram_entropy,
-                                   overall_score, t_test, word_tokens)
+from goldenlayers.evaluate import (LOWER_IS_BETTER, METRICS, compute_pre_edit, evaluate,
+                                   higher_is_better, n_gram_entropy, overall_score, t_test,
+                                   word_tokens)
 from goldenlayers.evaluate import fluency as fluency_module
 from goldenlayers.evaluate import metrics as metrics_module
 from goldenlayers.models.handle import greedy_continuations
@@ -263,6 +264,27 @@ def test_fluency_on_a_tiny_model_generates_greedily(tiny_gpt2):
     assert [row.fluency for row in result.per_request] == pytest.approx(
         [n_gram_entropy(r.prompt + t) for r, t in zip(LOCAL_REQUESTS, texts)])
     assert result.settings["fluency_tokens"] == 6
+    assert result.settings["fluency_procedure"] == "greedy"
+
+
+def test_easyedit_fluency_samples_top_k_5_seeded_and_scores_the_continuation(tiny_gpt2, monkeypatch):
+    seen = {}
+    generate = tiny_gpt2.model.generate
+
+    def spy(**kwargs):
+        seen.update(kwargs)
+        return generate(**kwargs)
+    monkeypatch.setattr(tiny_gpt2.model, "generate", spy)
+    first = evaluate(tiny_gpt2, LOCAL_REQUESTS, metrics=["fluency"], fluency_tokens=8,
+                     fluency_procedure="easyedit", fluency_seed=3)
+    assert (seen["do_sample"], seen["top_k"], seen["max_new_tokens"]) == (True, 5, 8)
+    again = evaluate(tiny_gpt2, LOCAL_REQUESTS, metrics=["fluency"], fluency_tokens=8,
+                     fluency_procedure="easyedit", fluency_seed=3)
+    assert [r.fluency for r in first.per_request] == [r.fluency for r in again.per_request]
+    assert first.settings["fluency_procedure"] == "easyedit"
+    assert first.settings["fluency_seed"] == 3 and first.settings["fluency_include_prompt"] is False
+    with pytest.raises(GoldenLayersError, match="fluency procedure must be one of greedy, easyedit"):
+        evaluate(tiny_gpt2, LOCAL_REQUESTS, metrics=["fluency"], fluency_procedure="beam")
 
 
 # --- Overall ----------------------------------------------------------------------------------
@@ -274,17 +296,22 @@ TABLE = [
 ]
 
 
-def test_overall_min_max_negates_only_lower_is_better_metrics():
-    # Every metric is higher-is-better by its declaration (fluency too: n-gram entropy).
+def test_every_metric_is_higher_is_better_declared_once():
+    assert all(higher_is_better(m) for m in (*METRICS, "overall"))
+    assert LOWER_IS_BETTER == frozenset()  # derived from HIGHER_IS_BETTER
+    with pytest.raises(GoldenLayersError, match="unknown metric 'speed'"):
+        higher_is_better("speed")
+
+
+def test_overall_min_max_with_fluency_higher_is_better():
     scores = overall_score(TABLE)
-    # rewrite -> 1, 1/2, 0; locality -> 0, 1, 1/2; fluency 6, 4, 4.5 -> 1, 0, 1/4
+    # rewrite -> 1, 1/2, 0; locality -> 0, 1, 1/2; fluency = 6, 4, 4.5 -> 1, 0, 1/4
     assert scores == pytest.approx([(1 + 0 + 1) / 3, (0.5 + 1 + 0) / 3, (0 + 0.5 + 0.25) / 3])
     assert scores.normalisation == "min-max"
-    # Declared lower-is-better (the paper's down arrow), fluency is negated first and ranks the
-    # other way: -6, -4, -4.5 -> 0, 1, 3/4.
-    negated = overall_score(TABLE, lower_is_better={"fluency"})
+    assert "negated" not in scores.describe()
+    # A lower-is-better set still negates on request (for a table whose metric falls as it improves).
+    negated = overall_score(TABLE, lower_is_better=("fluency",))
     assert negated == pytest.approx([(1 + 0 + 0) / 3, (0.5 + 1 + 1) / 3, (0 + 0.5 + 0.75) / 3])
-    assert "fluency negated" in negated.describe()
 
 
 def test_overall_constant_column_and_other_normalisations():
@@ -293,11 +320,12 @@ def test_overall_constant_column_and_other_normalisations():
     assert overall_score([{"a": 0.3}]) == [0.5]
     assert overall_score(TABLE, normalisation="none") == pytest.approx(
         [(1 + 0.5 + 6) / 3, (0.5 + 1 + 4) / 3, (0 + 0.75 + 4.5) / 3])
-    # The paper's WikiRecent R-ROME / CMA row: RwA, LOC, PRT, FLC -> printed OV 0.4925.
+    # The paper's WikiRecent R-ROME / CMA row: RwA, LOC, PRT, FLC -> printed OV 0.4925, which
+    # treats its FLC (in [0, 1], marked with a down arrow) as lower-is-better: 1 - FLC.
     paper = {"rewrite_accuracy": 0.9622, "locality": 0.6124, "portability": 0.3038,
              "fluency": 0.9084}
-    assert overall_score([paper], normalisation="one-minus", lower_is_better={"fluency"})[0] == \
-        pytest.approx(0.4925, abs=1e-4)  # the paper negates FLC
+    assert overall_score([paper], normalisation="one-minus",
+                         lower_is_better=("fluency",))[0] == pytest.approx(0.4925, abs=1e-4)
     with pytest.raises(GoldenLayersError, match="row 1 has no value for metric 'fluency'"):
         overall_score([TABLE[0], {"rewrite_accuracy": 1.0, "locality": 1.0}])
     with pytest.raises(GoldenLayersError, match="normalisation"):

@@ -113,7 +113,7 @@ def test_edit_command_rejects_unknown_settings_and_layers():
     from goldenlayers.editing import ConfigError
     from goldenlayers.errors import GoldenLayersError
 
-    with pytest.raises(ConfigError, match="unknown RomeConfig key 'v_rl'"):
+    with pytest.raises(ConfigError, match="unknown R?RomeConfig key 'v_rl'"):
         runner.invoke(app, [*base, "--layer", "1", "--set", "v_rl=1"], catch_exceptions=False)
     with pytest.raises(GoldenLayersError, match="valid layers are 0..3"):
         runner.invoke(app, [*base, "--layer", "9"], catch_exceptions=False)

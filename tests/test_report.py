@@ -140,6 +140,7 @@ def test_analysis_tables_have_the_known_values():
     row = next(r for r in results.table1 if r.dataset == "counterfact" and r.metric == "rewrite_accuracy")
     assert (row.student.n, row.student.mean_a, row.student.mean_b) == ((2, 2), pytest.approx(0.95),
                                                                        pytest.approx(0.85))
+    assert any(r.metric == "fluency" for r in results.table1)  # higher is better, like the others
 
 
 def _write_synthetic_folder(run_dir, cells, located):

@@ -10,12 +10,12 @@ from goldenlayers.editing.base import (EDITORS, EditResult, Editor, LayerUpdate,
                                        get_editor)
 from goldenlayers.editing.cache import EditCache
 from goldenlayers.editing.config import (ConfigError, EditConfig, EmmetConfig, MemitConfig,
-                                         RomeConfig)
+                                         RomeConfig, RRomeConfig)
 from goldenlayers.editing.errors import EditError, PatchError
 from goldenlayers.editing.patches import (Patch, RemovalReport, apply_patch, load_patch,
                                           remove_patch, save_patch)
 
 __all__ = ["EDITORS", "ConfigError", "EditCache", "EditConfig", "EditError", "EditResult", "Editor",
-           "EmmetConfig", "LayerUpdate", "MemitConfig", "Patch", "PatchError", "RemovalReport",
-           "RequestEdit", "RomeConfig", "apply_patch", "get_editor", "load_patch", "remove_patch",
-           "save_patch"]
+           "EmmetConfig", "LayerUpdate", "MemitConfig", "Patch", "PatchError", "RRomeConfig",
+           "RemovalReport", "RequestEdit", "RomeConfig", "apply_patch", "get_editor", "load_patch",
+           "remove_patch", "save_patch"]

@@ -123,7 +123,7 @@ class Editor(ABC):
         key = (handle.fingerprint, handle.name)
         if key not in self._resolved:
             self._resolved[key] = resolve(self.config_class, self.family, handle.adapter.name,
-                                          handle.name, self.overrides)
+                                          handle.name, self.overrides, editor=self.name)
         return self._resolved[key]
 
     def layers_for(self, handle: ModelHandle, layer: int) -> tuple[int, ...]:

@@ -3,7 +3,8 @@
 Names follow EasyEdit's hparams files, so a value can be compared with theirs at a glance. The
 effective configuration of an edit is resolved in this order, later winning:
 
-    the dataclass defaults  <  ARCHITECTURE_DEFAULTS[adapter]  <  MODEL_DEFAULTS[model]  <  overrides
+    the dataclass defaults  <  ARCHITECTURE_DEFAULTS[adapter]  <  MODEL_DEFAULTS[model]
+        <  the profile named by the ``profile`` override (profiles.py)  <  the other overrides
 
 Every config validates on construction; an unknown key is an error that names it and lists the
 valid ones. ``from_overrides`` turns command-line ``key=value`` strings into typed values.
@@ -16,6 +17,7 @@ import math
 from dataclasses import dataclass, fields
 from typing import Any, ClassVar
 
+from goldenlayers.editing.profiles import PROFILES, ProfileError, profile_overrides
 from goldenlayers.errors import GoldenLayersError
 
 
@@ -41,8 +43,13 @@ class EditConfig:
     kl_prompt: str = "{} is a"
     kl_position: str = "subject_last"  # ROME's code; "prompt_last" = the token after "is a"
     fast: bool = True  # reuse the lower layers and prefix columns; vocabulary head only where needed
-    # Second-moment statistics of the keys (covariance.py).
-    mom2_n_tokens: int = 100_000
+    # The named set of values resolved before the overrides (profiles.py): "default" or "easyedit".
+    profile: str = "default"
+    # Second-moment statistics of the keys (covariance.py). As ROME's and EasyEdit's
+    # mom2_n_samples, the sample size counts texts (corpus records), not tokens; each text is cut
+    # to mom2_text_tokens tokens, a cap for memory (EasyEdit: the model's context length).
+    mom2_n_samples: int = 1000  # ~130k tokens of the bundled WikiText-2 (EasyEdit: 100,000 texts)
+    mom2_text_tokens: int = 256
     # Numerical guard: |u . k| below this fraction of |u| |k| is a near-zero denominator.
     denominator_tol: float = 1e-6
 
@@ -52,7 +59,7 @@ class EditConfig:
         for f in fields(self):
             _check_type(self, f)
         positive = ("n_context_templates", "context_template_length", "v_num_grad_steps", "v_lr",
-                    "clamp_norm_factor", "mom2_n_tokens")
+                    "clamp_norm_factor", "mom2_n_samples", "mom2_text_tokens")
         for name in positive:
             if not getattr(self, name) > 0:
                 raise ConfigError(f"{name} must be positive, got {getattr(self, name)!r}")
@@ -63,6 +70,8 @@ class EditConfig:
         if self.kl_position not in self.KL_POSITIONS:
             raise ConfigError(f"kl_position must be one of {', '.join(self.KL_POSITIONS)}, "
                               f"got {self.kl_position!r}")
+        if self.profile not in PROFILES:
+            raise ConfigError(f"profile must be one of {', '.join(PROFILES)}, got {self.profile!r}")
         if self.kl_prompt.count("{}") != 1:
             raise ConfigError(f"kl_prompt must contain '{{}}' once for the subject, got {self.kl_prompt!r}")
 
@@ -109,19 +118,40 @@ class RomeConfig(EditConfig):
 
 
 @dataclass(frozen=True)
+class RRomeConfig(RomeConfig):
+    """R-ROME's key options, as its reference (EasyEdit's R_ROMEHyperParams): exactly one is on.
+    Random-prefix keys (the default) use k*, the mean over templates, for u and for the key the
+    matrix maps to v*; prompt keys use the bare prompt's key for both."""
+
+    enable_prompt_keys: bool = False
+    enable_random_prefix_keys: bool = True
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.enable_prompt_keys == self.enable_random_prefix_keys:
+            raise ConfigError("exactly one of enable_prompt_keys and enable_random_prefix_keys must "
+                              "be true (ROME's original mix of both is the 'rome' editor)")
+
+
+@dataclass(frozen=True)
 class EmmetConfig(EditConfig):
-    """EMMET: a batch in one equality-constrained least-squares update."""
+    """EMMET: a batch in one equality-constrained least-squares update per layer of its window."""
 
     clamp_norm_factor: float = 0.75
-    mom2_update_weight: float = 10_000.0  # C0 = this x E[k k^T] (docs/method.md, EMMET)
+    mom2_update_weight: float = 10_000.0  # C0 = this x E[k k^T] (docs/method.md, EMMET; EasyEdit's files say 1)
+    update_norm_lambda: float = 0.0  # C0 += this x I (EasyEdit's update_norm_lambda)
     emmet_lambda: float = 0.1
+    window: int = 1  # edits layers (layer - window + 1) .. layer; EasyEdit's files list 5
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if not self.mom2_update_weight > 0:
             raise ConfigError(f"mom2_update_weight must be positive, got {self.mom2_update_weight!r}")
-        if not self.emmet_lambda >= 0:
-            raise ConfigError(f"emmet_lambda must be >= 0, got {self.emmet_lambda!r}")
+        for name in ("emmet_lambda", "update_norm_lambda"):
+            if not getattr(self, name) >= 0:
+                raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)!r}")
+        if not self.window >= 1:
+            raise ConfigError(f"window must be at least 1, got {self.window!r}")
 
 
 @dataclass(frozen=True)
@@ -184,11 +214,17 @@ MODEL_DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
 
 
 def resolve(config_class: type[EditConfig], family: str, architecture: str | None,
-            model_name: str | None, overrides: dict[str, Any]) -> EditConfig:
-    """The effective config: class defaults < architecture < model < overrides (see module doc)."""
+            model_name: str | None, overrides: dict[str, Any], editor: str | None = None) -> EditConfig:
+    """The effective config: class defaults < architecture < model < the profile named in
+    ``overrides`` (profiles.py, for ``editor``, default ``family``) < overrides (see module doc)."""
     values: dict[str, Any] = {}
     for table, key in ((ARCHITECTURE_DEFAULTS, architecture), (MODEL_DEFAULTS, model_name)):
         values.update(table.get(key or "", {}).get(family, {}))
+    try:
+        values.update(profile_overrides(overrides.get("profile", "default"), editor or family,
+                                        architecture))
+    except ProfileError as error:
+        raise ConfigError(str(error)) from None
     values = {k: v for k, v in values.items() if k in config_class.keys()}
     values.update(overrides)
     return config_class.from_dict(values)

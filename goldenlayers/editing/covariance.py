@@ -1,12 +1,15 @@
 """Second moment of the edit matrix's input keys, C = E[k k^T], over plain text (WikiText-2).
 
 ROME (with ``mom2_adjustment``), EMMET and MEMIT weigh their updates by C^-1 so that an edit
-disturbs the keys of ordinary text as little as possible. C is estimated from the first
-``n_tokens`` tokens of the bundled corpus: each text is a sequence of its own (truncated to
-``SEQ_LEN`` tokens), batched, run up to the edit matrix only, and every real token's key counts.
+disturbs the keys of ordinary text as little as possible. As in ROME's and EasyEdit's layer_stats,
+the size of the sample counts *texts* (``mom2_n_samples``, their first n records of the corpus):
+each text is a sequence of its own, cut to its first ``mom2_text_tokens`` tokens (the memory cap;
+EasyEdit cuts at the model's context length, and no line of the bundled WikiText-2 is longer than
+549 GPT-2 tokens), batched, run up to the edit matrix only, and every real token's key counts.
+EasyEdit draws its texts at random from Wikipedia; we take the corpus's first ones in file order.
 
-C depends on the weights below the layer, so it is cached per (model fingerprint, layer, token
-count): in memory in an ``EditCache`` and on disk under $GOLDENLAYERS_CACHE/stats, written to a
+C depends on the weights below the layer, so it is cached per (model fingerprint, layer, texts,
+token cap): in memory in an ``EditCache`` and on disk under $GOLDENLAYERS_CACHE/stats, written to a
 temporary file and renamed into place, so an interrupted run never leaves a file a later run
 would trust; a damaged file (truncated, garbage, wrong shape) is recomputed with a warning.
 """
@@ -22,6 +25,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from goldenlayers.editing.cache import EditCache
+from goldenlayers.editing.keys import as_float, compute_dtype
 from goldenlayers.models.handle import ModelHandle
 from goldenlayers.models.hooks import trace
 from goldenlayers.models.load import cache_dir
@@ -31,24 +35,24 @@ from goldenlayers.safety import atomic_path, safetensors_problem
 
 log = logging.getLogger(__name__)
 
-SEQ_LEN = 256  # tokens per text at most
 BATCH_TEXTS = 16
 
 
 @dataclass
 class SecondMoment:
-    matrix: torch.Tensor  # (d_in, d_in) float32, symmetric positive (semi)definite
+    matrix: torch.Tensor  # (d_in, d_in) float32 (float64 for float64 models), symmetric PSD
     n_tokens: int  # tokens actually counted
+    n_texts: int = 0  # texts actually counted
     _factor: torch.Tensor | None = field(default=None, repr=False)  # Cholesky factor, float64
 
     def solve(self, rhs: torch.Tensor) -> torch.Tensor:
-        """C^-1 rhs for rhs (d_in,) or (d_in, E), float32; the factorisation is computed once."""
+        """C^-1 rhs for rhs (d_in,) or (d_in, E), float64; the factorisation is computed once."""
         if self._factor is None:
             self._factor = _cholesky(self.matrix.double())
         column = rhs.ndim == 1
         rhs = rhs.to(self._factor.device, torch.float64)
         out = torch.cholesky_solve(rhs[:, None] if column else rhs, self._factor)
-        return (out[:, 0] if column else out).float()
+        return out[:, 0] if column else out
 
 
 def _cholesky(matrix: torch.Tensor) -> torch.Tensor:
@@ -68,20 +72,22 @@ def corpus_texts() -> list[str]:
     return load_corpus_texts()
 
 
-def stats_path(handle: ModelHandle, layer: int, n_tokens: int) -> Path:
-    return cache_dir() / "stats" / handle.fingerprint / f"layer{layer:03d}-{n_tokens}tokens.safetensors"
+def stats_path(handle: ModelHandle, layer: int, n_texts: int, text_tokens: int) -> Path:
+    return (cache_dir() / "stats" / handle.fingerprint
+            / f"layer{layer:03d}-{n_texts}texts-{text_tokens}tokens.safetensors")
 
 
-def second_moment(handle: ModelHandle, layer: int, n_tokens: int,
+def second_moment(handle: ModelHandle, layer: int, n_texts: int, text_tokens: int,
                   cache: EditCache | None = None) -> SecondMoment:
-    """C for the edit matrix of ``layer``: from ``cache``, else from disk, else computed and saved."""
-    key = (handle.fingerprint, layer, n_tokens)
+    """C for the edit matrix of ``layer`` from the first ``n_texts`` texts of the corpus, each cut
+    to ``text_tokens`` tokens: from ``cache``, else from disk, else computed and saved."""
+    key = (handle.fingerprint, layer, n_texts, text_tokens)
     if cache is not None and key in cache.second_moments:
         return cache.second_moments[key]
-    path = stats_path(handle, layer, n_tokens)
+    path = stats_path(handle, layer, n_texts, text_tokens)
     moment = _read_cached(path, handle, layer) if path.exists() else None
     if moment is None:
-        moment = compute_second_moment(handle, layer, n_tokens)
+        moment = compute_second_moment(handle, layer, n_texts, text_tokens)
         _save_atomically(path, moment, handle, layer)
     if cache is not None:
         cache.second_moments[key] = moment
@@ -97,6 +103,7 @@ def _read_cached(path: Path, handle: ModelHandle, layer: int) -> SecondMoment | 
         try:
             loaded = load_file(str(path))
             matrix, n_tokens = loaded["second_moment"], int(loaded["n_tokens"])
+            n_texts = int(loaded["n_texts"])
         except Exception as error:  # safetensors raises several types for damaged files
             problem = f"unreadable ({error})"
     if problem is None and tuple(matrix.shape) != (d_in, d_in):
@@ -106,31 +113,32 @@ def _read_cached(path: Path, handle: ModelHandle, layer: int) -> SecondMoment | 
     if problem is not None:
         log.warning("the cached key statistics %s are damaged (%s); recomputing them", path, problem)
         return None
-    return SecondMoment(matrix.to(handle.device), n_tokens)
+    return SecondMoment(matrix.to(handle.device), n_tokens, n_texts)
 
 
-def token_batches(tokenizer, texts: Sequence[str], n_tokens: int) -> list[list[list[int]]]:
-    """Texts tokenised (each cut to SEQ_LEN), until n_tokens tokens, in batches of BATCH_TEXTS."""
-    rows, total = [], 0
+def token_batches(tokenizer, texts: Sequence[str], n_texts: int,
+                  text_tokens: int) -> list[list[list[int]]]:
+    """The first ``n_texts`` texts (of at least 2 tokens) tokenised and cut to ``text_tokens``, in
+    batches of BATCH_TEXTS."""
+    rows = []
     for text in texts:
-        ids = tokenizer(text)["input_ids"][: min(SEQ_LEN, n_tokens - total)]
+        ids = tokenizer(text)["input_ids"][:text_tokens]
         if len(ids) < 2:
             continue
         rows.append(ids)
-        total += len(ids)
-        if total >= n_tokens:
+        if len(rows) >= n_texts:
             break
-    if total < n_tokens:
-        log.warning("the corpus has only %d tokens; the statistics use all of them, not %d",
-                    total, n_tokens)
+    if len(rows) < n_texts:
+        log.warning("the corpus has only %d texts; the statistics use all of them, not %d",
+                    len(rows), n_texts)
     return [rows[i: i + BATCH_TEXTS] for i in range(0, len(rows), BATCH_TEXTS)]
 
 
 @torch.no_grad()
-def compute_second_moment(handle: ModelHandle, layer: int, n_tokens: int,
+def compute_second_moment(handle: ModelHandle, layer: int, n_texts: int, text_tokens: int,
                           texts: Sequence[str] | None = None) -> SecondMoment:
     texts = corpus_texts() if texts is None else texts
-    batches = token_batches(handle.tokenizer, texts, n_tokens)
+    batches = token_batches(handle.tokenizer, texts, n_texts, text_tokens)
     module = handle.adapter.edit_module(handle.model, layer)
     d_in = handle.adapter.edit_weight_out_in(handle.model, layer).shape[1]
     total = torch.zeros(d_in, d_in, dtype=torch.float64, device=handle.device)
@@ -140,10 +148,12 @@ def compute_second_moment(handle: ModelHandle, layer: int, n_tokens: int,
         input_ids, mask = _pad_right(rows, handle)
         with trace({"k": module}, capture_inputs=True, stop_after="k") as record:
             base(input_ids=input_ids, attention_mask=mask, use_cache=False)
-        keys = record.inputs["k"][mask.bool()].float()  # (tokens, d_in)
+        keys = as_float(record.inputs["k"][mask.bool()])  # (tokens, d_in)
         total += (keys.T @ keys).double()
         count += keys.shape[0]
-    return SecondMoment((total / max(count, 1)).float(), count)
+    # float64 models (the reference tests) keep C in float64; others store float32, half the size
+    return SecondMoment((total / max(count, 1)).to(compute_dtype(handle)), count,
+                        sum(len(rows) for rows in batches))
 
 
 def _pad_right(rows: list[list[int]], handle: ModelHandle) -> tuple[torch.Tensor, torch.Tensor]:
@@ -161,6 +171,7 @@ def _pad_right(rows: list[list[int]], handle: ModelHandle) -> tuple[torch.Tensor
 def _save_atomically(path: Path, moment: SecondMoment, handle: ModelHandle, layer: int) -> None:
     with atomic_path(path) as staging:
         save_file({"second_moment": moment.matrix.contiguous().cpu(),
-                   "n_tokens": torch.tensor(moment.n_tokens)}, str(staging),
+                   "n_tokens": torch.tensor(moment.n_tokens),
+                   "n_texts": torch.tensor(moment.n_texts)}, str(staging),
                   metadata={"model": handle.name, "fingerprint": handle.fingerprint,
                             "layer": str(layer)})

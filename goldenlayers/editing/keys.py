@@ -1,7 +1,9 @@
 """Keys: what the edit matrix reads at the subject's last token (docs/method.md, "The editors").
 
 k* is the mean over context templates of the edit matrix's input there. ROME's original code also
-uses the key of the bare prompt (template "", row 0); R-ROME uses k* everywhere.
+uses the key of the bare prompt (template "", row 0); R-ROME uses k* everywhere. MEMIT's and EMMET's
+reference code (EasyEdit's compute_ks) averages within each kind of context first (the bare prompt;
+the sampled prefixes) and then over the kinds: 1/2 bare + 1/2 mean of the prefixed (``kinds_mean_key``).
 """
 
 from __future__ import annotations
@@ -14,11 +16,21 @@ from goldenlayers.models.handle import ModelHandle
 from goldenlayers.models.hooks import trace
 
 
+def as_float(tensor: torch.Tensor) -> torch.Tensor:
+    """float32, or float64 where it already is (float64 models keep full precision throughout)."""
+    return tensor if tensor.dtype == torch.float64 else tensor.float()
+
+
+def compute_dtype(handle: ModelHandle) -> torch.dtype:
+    """The dtype the editors compute vectors and factors in: float64 for a float64 model, else float32."""
+    return torch.float64 if next(handle.model.parameters()).dtype == torch.float64 else torch.float32
+
+
 @torch.no_grad()
 def at_subject(handle: ModelHandle, rb: RequestBatch, module: nn.Module, *, inputs: bool,
                rows: int | None = None) -> torch.Tensor:
     """The input (or output) of ``module`` at the subject's last token of the first ``rows`` rows
-    (default: every template row), as float32 (rows, d). The forward stops after ``module``."""
+    (default: every template row), as float32 or float64 (rows, d). The forward stops after ``module``."""
     rows = rb.n_rewrite if rows is None else rows
     batch = rb.batch
     with trace({"site": module}, capture_inputs=inputs, capture_outputs=not inputs,
@@ -29,7 +41,7 @@ def at_subject(handle: ModelHandle, rb: RequestBatch, module: nn.Module, *, inpu
     captured = record.inputs["site"] if inputs else record.outputs["site"]
     captured = captured[0] if isinstance(captured, tuple) else captured
     index = torch.arange(rows, device=captured.device)
-    return captured[index, rb.subject_positions[:rows]].float()
+    return as_float(captured[index, rb.subject_positions[:rows]])
 
 
 def template_keys(handle: ModelHandle, rb: RequestBatch, layer: int) -> torch.Tensor:
@@ -42,11 +54,21 @@ def mean_key(keys: torch.Tensor) -> torch.Tensor:
     return keys.mean(0)
 
 
+def kinds_mean_key(keys: torch.Tensor) -> torch.Tensor:
+    """EasyEdit's compute_ks key (d_in,): the mean of the bare prompt's key (row 0) and the mean of
+    the prefixed ones (rows 1..), each kind weighing the same; the bare key when there are no others."""
+    if len(keys) == 1:
+        return keys[0]
+    return (keys[0] + keys[1:].mean(0)) / 2
+
+
 def edit_output(handle: ModelHandle, layer: int, keys: torch.Tensor) -> torch.Tensor:
-    """What the edit matrix outputs now for keys (d_in,) or (d_in, E): W k (+ bias), float32."""
-    weight = handle.adapter.edit_weight_out_in(handle.model, layer)
-    value = weight.float() @ keys.to(weight.device, torch.float32)  # (d_out,) or (d_out, E)
+    """What the edit matrix outputs now for keys (d_in,) or (d_in, E): W k (+ bias), float32
+    (float64 for a float64 model)."""
+    weight = as_float(handle.adapter.edit_weight_out_in(handle.model, layer))
+    value = weight @ keys.to(weight.device, weight.dtype)  # (d_out,) or (d_out, E)
     bias = handle.adapter.edit_bias(handle.model, layer)
     if bias is None:
         return value
-    return value + (bias.float() if keys.ndim == 1 else bias.float()[:, None])
+    bias = as_float(bias)
+    return value + (bias if keys.ndim == 1 else bias[:, None])

@@ -18,7 +18,7 @@ from goldenlayers.editing.batches import prepared_batch
 from goldenlayers.editing.config import RomeConfig
 from goldenlayers.editing.covariance import second_moment
 from goldenlayers.editing.errors import EditError, describe
-from goldenlayers.editing.keys import edit_output, mean_key, template_keys
+from goldenlayers.editing.keys import compute_dtype, edit_output, mean_key, template_keys
 from goldenlayers.editing.updates import UpdateError, rank_one_update
 from goldenlayers.editing.values import optimise_value
 from goldenlayers.models.handle import ModelHandle
@@ -28,8 +28,12 @@ class RankOneEditor(Editor):
     family = "rome"
     config_class = RomeConfig
 
+    def u_key(self, keys: torch.Tensor, config: RomeConfig) -> torch.Tensor:
+        """The key (d_in,) behind u = C^-1 k, from the template keys (n, d_in): k* by default."""
+        return mean_key(keys)
+
     @abstractmethod
-    def denominator_key(self, keys: torch.Tensor) -> torch.Tensor:
+    def denominator_key(self, keys: torch.Tensor, config: RomeConfig) -> torch.Tensor:
         """The key (d_in,) the updated matrix maps to v*, from the template keys (n, d_in)."""
 
     def _edit(self, handle: ModelHandle, requests: list[EditRequest], layer: int,
@@ -50,10 +54,11 @@ class RankOneEditor(Editor):
         k_star = mean_key(keys)
         site = handle.adapter.edit_module(handle.model, layer)
         value = optimise_value(handle, rb, layer, site, config)
-        u = k_star
+        u = self.u_key(keys, config)
         if config.mom2_adjustment:
-            u = second_moment(handle, layer, config.mom2_n_tokens, self.cache).solve(k_star)
-        key = self.denominator_key(keys)
+            u = second_moment(handle, layer, config.mom2_n_samples,
+                              config.mom2_text_tokens, self.cache).solve(u)
+        key = self.denominator_key(keys, config)
         residual = value.value - edit_output(handle, layer, key)  # v* - (W k + b)
         try:
             left, right = rank_one_update(residual, u, key, config.denominator_tol)
@@ -62,4 +67,5 @@ class RankOneEditor(Editor):
                             f"the weights are unchanged") from error
         edit = RequestEdit(request=request, layer=layer, key=k_star, value=value.value,
                            value_before=value.value_before, losses=value.losses)
-        return LayerUpdate(layer, left.float(), right.float()), edit
+        dtype = compute_dtype(handle)
+        return LayerUpdate(layer, left.to(dtype), right.to(dtype)), edit

@@ -7,6 +7,7 @@ from __future__ import annotations
 import torch
 
 from goldenlayers.editing.base import register
+from goldenlayers.editing.config import RomeConfig
 from goldenlayers.editing.rank_one import RankOneEditor
 
 
@@ -14,5 +15,5 @@ from goldenlayers.editing.rank_one import RankOneEditor
 class Rome(RankOneEditor):
     name = "rome"
 
-    def denominator_key(self, keys: torch.Tensor) -> torch.Tensor:
+    def denominator_key(self, keys: torch.Tensor, config: RomeConfig) -> torch.Tensor:
         return keys[0]  # row 0 is the bare prompt (template "")

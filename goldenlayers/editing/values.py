@@ -28,6 +28,7 @@ from torch import nn
 from goldenlayers.editing.batches import RequestBatch
 from goldenlayers.editing.config import EditConfig
 from goldenlayers.editing.errors import EditError, describe
+from goldenlayers.editing.keys import as_float, compute_dtype
 from goldenlayers.models.handle import ModelHandle, apply_head
 from goldenlayers.models.hooks import trace
 from goldenlayers.models.partial import resume_point, run_from
@@ -35,7 +36,7 @@ from goldenlayers.models.partial import resume_point, run_from
 
 @dataclass(frozen=True)
 class ValueResult:
-    value: torch.Tensor  # v* (d,) float32
+    value: torch.Tensor  # v* (d,) float32 (float64 for a float64 model)
     value_before: torch.Tensor  # v_before (d,): the site's output at the bare prompt's subject
     delta: torch.Tensor  # v* - v_before
     losses: tuple[float, ...]  # the whole loss at each step
@@ -49,7 +50,7 @@ def optimise_value(handle: ModelHandle, rb: RequestBatch, layer: int, site: nn.M
     rows = torch.arange(rb.batch.input_ids.shape[0], device=handle.device)
     cols = rb.subject_positions - offset
     d_model = handle.adapter.edit_weight_out_in(handle.model, layer).shape[0]  # = the site's width
-    delta = torch.zeros(d_model, device=handle.device, requires_grad=True)
+    delta = torch.zeros(d_model, dtype=compute_dtype(handle), device=handle.device, requires_grad=True)
     optimiser = torch.optim.Adam([delta], lr=config.v_lr)
     before: dict[str, torch.Tensor] = {}
     losses: list[float] = []
@@ -57,7 +58,7 @@ def optimise_value(handle: ModelHandle, rb: RequestBatch, layer: int, site: nn.M
     def add_delta(_: str, out):
         hidden = out[0] if isinstance(out, tuple) else out
         if "value" not in before:
-            before["value"] = hidden[rows[0], cols[0]].detach().float().clone()
+            before["value"] = as_float(hidden[rows[0], cols[0]].detach()).clone()
         hidden = hidden.index_put((rows, cols), delta.to(hidden.dtype).expand(len(rows), -1),
                                   accumulate=True)
         return (hidden, *out[1:]) if isinstance(out, tuple) else hidden
@@ -107,7 +108,7 @@ def _logits_fn(handle: ModelHandle, rb: RequestBatch, layer: int,
 def _total_loss(rb: RequestBatch, logits: torch.Tensor, delta: torch.Tensor,
                 before: dict[str, torch.Tensor], config: EditConfig) -> torch.Tensor:
     n_targets = rb.target_ids.shape[0]
-    log_probs = torch.log_softmax(logits.float(), dim=-1)
+    log_probs = torch.log_softmax(as_float(logits), dim=-1)
     kl_log_probs = log_probs[n_targets:]  # (1, V)
     if "kl" not in before:  # the first pass runs with delta = 0: the unedited distribution
         before["kl"] = kl_log_probs.detach()
@@ -120,7 +121,7 @@ def _rewrite_nll(rb: RequestBatch, log_probs: torch.Tensor) -> torch.Tensor:
     """Mean over templates of each template's mean target-token NLL; log_probs (N, V)."""
     token_nll = -log_probs.gather(1, rb.target_ids[:, None])[:, 0]  # (N,)
     row_of = rb.scored[: rb.n_rewrite].nonzero()[:, 0]  # (N,) the template of each target token
-    per_row = torch.zeros(rb.n_rewrite, device=token_nll.device).index_add(0, row_of, token_nll)
+    per_row = token_nll.new_zeros(rb.n_rewrite).index_add(0, row_of, token_nll)
     counts = torch.bincount(row_of, minlength=rb.n_rewrite).clamp(min=1)
     return (per_row / counts).mean()
 

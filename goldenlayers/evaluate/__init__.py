@@ -1,7 +1,7 @@
 """EasyEdit-compatible editing metrics, the Overall score, and the t-tests (docs/method.md,
 "The metrics" and "The statistics")."""
 
-from goldenlayers.evaluate.fluency import n_gram_entropy, word_tokens
+from goldenlayers.evaluate.fluency import FLUENCY_PROCEDURES, n_gram_entropy, word_tokens
 from goldenlayers.evaluate.metrics import (ALIAS_RULES, DEFAULT_METRICS, HIGHER_IS_BETTER,
                                            LOWER_IS_BETTER, METRICS, OVERALL, TEACHER_FORCED,
                                            Evaluation, PreEditState, RequestMetrics,
@@ -13,7 +13,7 @@ from goldenlayers.evaluate.statistics import (Interval, PairedComparison, TTestR
                                               paired_comparison, t_test)
 
 __all__ = [
-    "ALIAS_RULES", "DEFAULT_METRICS", "HIGHER_IS_BETTER", "Interval", "LOWER_IS_BETTER",
+    "ALIAS_RULES", "DEFAULT_METRICS", "FLUENCY_PROCEDURES", "HIGHER_IS_BETTER", "Interval", "LOWER_IS_BETTER",
     "OVERALL", "PairedComparison", "TEACHER_FORCED", "bootstrap_interval", "higher_is_better",
     "minimum_detectable_difference", "paired_comparison", "METRICS", "NORMALISATIONS", "Evaluation",
     "OverallScores", "PreEditState", "RequestMetrics", "TTestResult", "compute_pre_edit", "evaluate",

@@ -13,7 +13,8 @@ per batch and the vocabulary head only at those positions (``logits_at``):
   is ``answer``) or "best" (any alias counts: the best token accuracy over the aliases).
 - locality: on each locality (prompt, answer), the fraction of answer positions where the edited
   model's argmax equals the unedited model's (``PreEditState``), mean over its prompts.
-- fluency (goldenlayers.evaluate.fluency): n-gram entropy of a greedy continuation of the prompt.
+- fluency (goldenlayers.evaluate.fluency): n-gram entropy of a continuation of the prompt, greedy
+  (ours, the default) or sampled as EasyEdit does (``fluency_procedure="easyedit"``); higher is better.
 
 Each request's value is None where its data has no such prompts; means are over the requests that
 have a value. Positions come from ``TokenBatch``, so left and right padding give the same numbers.
@@ -29,7 +30,7 @@ import torch
 
 from goldenlayers.data.records import EditRequest, PromptAnswer
 from goldenlayers.errors import GoldenLayersError
-from goldenlayers.evaluate.fluency import fluency_scores
+from goldenlayers.evaluate.fluency import fluency_scores, fluency_settings
 from goldenlayers.models.handle import ModelHandle, logits_at
 from goldenlayers.progress import track
 
@@ -38,22 +39,25 @@ logger = logging.getLogger(__name__)
 METRICS = ("rewrite_accuracy", "rephrase_accuracy", "locality", "portability", "fluency")
 TEACHER_FORCED = METRICS[:4]
 OVERALL = "overall"  # per unit: the mean of its teacher-forced metrics (engine.cell)
-# Which way is better, declared once for every metric; pickers, reports and tests read it here.
-# Fluency is n-gram entropy, which grows as a text repeats itself less, so higher is better (the
-# paper's down arrow next to FLC does not fit its own definition; EasyEdit ranks it upwards too).
-HIGHER_IS_BETTER = {"rewrite_accuracy": True, "rephrase_accuracy": True, "locality": True,
-                    "portability": True, "fluency": True, OVERALL: True}
-LOWER_IS_BETTER = frozenset(name for name, up in HIGHER_IS_BETTER.items() if not up)
-ALIAS_RULES = ("first", "best")
-DEFAULT_METRICS = TEACHER_FORCED  # fluency generates 100 tokens per request: ask for it by name
+# Which way every metric improves, declared once here and read everywhere else. Fluency is
+# EasyEdit's n-gram entropy, which falls as generated text repeats itself (the failure it exists to
+# catch), so higher is better; the paper's down arrow on FLC contradicts the measure it names.
+HIGHER_IS_BETTER: dict[str, bool] = {"rewrite_accuracy": True, "rephrase_accuracy": True,
+                                     "locality": True, "portability": True, "fluency": True,
+                                     OVERALL: True}
 
 
 def higher_is_better(metric: str) -> bool:
-    """Whether a larger value of ``metric`` is better (an unknown name is an error)."""
+    """True when a larger value of ``metric`` is better (every metric here, and Overall)."""
     if metric not in HIGHER_IS_BETTER:
-        raise GoldenLayersError(f"unknown metric {metric!r}; the metrics are "
-                                f"{', '.join(HIGHER_IS_BETTER)}")
+        raise GoldenLayersError(f"unknown metric {metric!r}; known: {', '.join(HIGHER_IS_BETTER)}")
     return HIGHER_IS_BETTER[metric]
+
+
+# Derived from HIGHER_IS_BETTER (empty: no metric is lower-is-better); kept for its importers.
+LOWER_IS_BETTER = frozenset(m for m, higher in HIGHER_IS_BETTER.items() if not higher)
+ALIAS_RULES = ("first", "best")
+DEFAULT_METRICS = TEACHER_FORCED  # fluency generates 100 tokens per request: ask for it by name
 
 
 @dataclass(frozen=True)
@@ -251,11 +255,12 @@ def _summary(per_request: list[RequestMetrics], settings: dict) -> Evaluation:
 def evaluate(handle: ModelHandle, requests: Sequence[EditRequest], pre: PreEditState | None = None,
              metrics: Sequence[str] | None = None, batch_size: int = 16, fluency_tokens: int = 100,
              *, alias_rule: str = "first", padding_side: str = "right",
-             fluency_include_prompt: bool = True) -> Evaluation:
+             fluency_include_prompt: bool = True, fluency_procedure: str = "greedy",
+             fluency_seed: int = 0) -> Evaluation:
     """Score the model as it is now on ``requests``.
 
-    ``metrics=None`` asks for the four teacher-forced metrics; fluency (a greedy generation of up
-    to ``fluency_tokens`` tokens per request) only when named. Metrics no request has data for are
+    ``metrics=None`` asks for the four teacher-forced metrics; fluency (a generation of up to
+    ``fluency_tokens`` tokens per request, by ``fluency_procedure``, see fluency.py) only when named. Metrics no request has data for are
     skipped. Locality compares with ``pre``; when ``pre`` is None it is computed here from the model
     as it is, which is right only before an edit (then locality is 1.0 by construction).
     """
@@ -282,9 +287,11 @@ def evaluate(handle: ModelHandle, requests: Sequence[EditRequest], pre: PreEditS
     scores = _scores(requests, items, results, pre)
     if "fluency" in wanted:
         values = fluency_scores(handle, [r.prompt for r in requests], fluency_tokens, batch_size,
-                                include_prompt=fluency_include_prompt)
+                                include_prompt=fluency_include_prompt,
+                                procedure=fluency_procedure, seed=fluency_seed)
         scores.update(((r, "fluency"), value) for r, value in enumerate(values))
-        settings.update(fluency_tokens=fluency_tokens, fluency_include_prompt=fluency_include_prompt)
+        settings.update(fluency_settings(fluency_procedure, fluency_tokens, fluency_include_prompt,
+                                         fluency_seed))
     per_request = [RequestMetrics(request.case_id, **{m: scores.get((r, m)) for m in METRICS})
                    for r, request in enumerate(requests)]
     return _summary(per_request, settings)
