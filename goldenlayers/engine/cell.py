@@ -24,6 +24,7 @@ import torch
 
 from goldenlayers.data.records import EditRequest
 from goldenlayers.editing import EditError, Editor
+from goldenlayers.editing.profiles import evaluation_settings
 from goldenlayers.evaluate import (METRICS, OVERALL, TEACHER_FORCED, PreEditState,
                                    compute_pre_edit, evaluate)
 from goldenlayers.models.handle import ModelHandle
@@ -136,12 +137,14 @@ class CellRunner:
         metrics = list(self.metrics or TEACHER_FORCED)
         if f"{key.dataset}/{key.case_id}" in self.fluency_requests and "fluency" not in metrics:
             metrics.append("fluency")
+        # the editor's profile also says how fluency is measured (easyedit: sampled, seeded)
+        settings = evaluation_settings(self.editor.config_for(self.handle).profile)
         seed_everything(key.unit_seed())
         start = time.perf_counter()
         try:
             with self.editor.edited(self.handle, [request], key.layer):
                 edit_seconds = time.perf_counter() - start
-                evaluation = evaluate(self.handle, [request], pre=pre, metrics=metrics)
+                evaluation = evaluate(self.handle, [request], pre=pre, metrics=metrics, **settings)
         except EditError as error:  # the edit was not made; the weights are unchanged
             log.warning("%s: %s", key.text(), error)
             return CellRow(key, {}, time.perf_counter() - start, error=str(error))

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from goldenlayers.engine import ResultsFolder
+from goldenlayers.errors import GoldenLayersError
 from goldenlayers.evaluate import OVERALL
 from goldenlayers.locate.readings import DEFAULT_READING
 from goldenlayers.report.render import markdown_table
@@ -36,6 +37,7 @@ class Campaign:
     root: Path
     pairs: list[PairResult]
     held_out: list[HeldOutChoice]
+    waiting: list[str]  # model folders with no data set that has both proxy and test cells yet
 
 
 def study_folders(root: str | Path) -> list[Path]:
@@ -43,9 +45,13 @@ def study_folders(root: str | Path) -> list[Path]:
 
 
 def load_campaign(root: str | Path) -> Campaign:
-    pairs = []
+    pairs, waiting = [], []
     for folder in study_folders(root):
-        results = load_results(folder)
+        try:
+            results = load_results(folder)
+        except GoldenLayersError as error:  # nothing to analyse yet: say so, do not fail
+            waiting.append(f"{folder.name}: {error}")
+            continue
         rows = ResultsFolder(folder).locate_rows()
         for dataset in results.datasets:
             pair = Pair(str(results.manifest["model"]), dataset)
@@ -59,7 +65,7 @@ def load_campaign(root: str | Path) -> Campaign:
                      if products else [])
             pairs.append(PairResult(pair, results, complete, readings, curve))
     complete = {p.pair: p.readings for p in pairs if p.complete and p.readings}
-    return Campaign(Path(root), pairs, held_out(complete))
+    return Campaign(Path(root), pairs, held_out(complete), waiting)
 
 
 def pair_table(campaign: Campaign) -> Table:
@@ -160,14 +166,19 @@ def write_campaign_report(root: str | Path, out_dir: str | Path) -> Path:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     for folder in study_folders(root):
-        write_report(folder, out / folder.name)
+        if not any(w.startswith(f"{folder.name}:") for w in campaign.waiting):
+            write_report(folder, out / folder.name)
     tables = [pair_table(campaign), held_out_table(campaign), *readings_table(campaign),
               proxy_size_table(campaign), runtime_table(campaign)]
     complete = sum(p.complete for p in campaign.pairs)
     lines = [f"# Campaign: {len(campaign.pairs)} pairs ({complete} complete)", "",
              "Built by `goldenlayers report " + str(root) + "` from the result files alone. "
-             "Per-model reports: " + ", ".join(f"[{f.name}]({f.name}/report.md)"
-                                               for f in study_folders(root)) + ".", ""]
+             "Per-model reports: " + (", ".join(f"[{f.name}]({f.name}/report.md)"
+                                                for f in study_folders(root)
+                                                if not any(w.startswith(f"{f.name}:")
+                                                           for w in campaign.waiting))
+                                      or "none yet") + ".", ""]
+    lines += [f"- waiting: {note}" for note in campaign.waiting] + ([""] if campaign.waiting else [])
     path = out / "campaign.md"
     path.write_text("\n".join(lines + [markdown_table(t) for t in tables]))
     return path
