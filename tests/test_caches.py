@@ -21,19 +21,19 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 def test_damaged_key_statistics_are_recomputed(tiny_llama, tmp_path, monkeypatch, caplog):
     monkeypatch.setenv("GOLDENLAYERS_CACHE", str(tmp_path))
-    first = covariance.second_moment(tiny_llama, 1, 64)
-    path = covariance.stats_path(tiny_llama, 1, 64)
+    first = covariance.second_moment(tiny_llama, 1, 16, 32)
+    path = covariance.stats_path(tiny_llama, 1, 16, 32)
     good = path.read_bytes()
     for damage in (good[: len(good) // 2], b"garbage" * 10, b""):
         path.write_bytes(damage)
         caplog.clear()
         with caplog.at_level(logging.WARNING):
-            again = covariance.second_moment(tiny_llama, 1, 64)
+            again = covariance.second_moment(tiny_llama, 1, 16, 32)
         assert "are damaged" in caplog.text and "recomputing" in caplog.text
         assert torch.equal(again.matrix, first.matrix)
         assert len(path.read_bytes()) == len(good) and safetensors_problem(path) is None  # rebuilt
     caplog.clear()
-    covariance.second_moment(tiny_llama, 1, 64)
+    covariance.second_moment(tiny_llama, 1, 16, 32)
     assert "damaged" not in caplog.text
 
 
