@@ -307,3 +307,12 @@ def test_campaign_report_chooses_each_pairs_reading_on_the_other_pairs(local_run
     text = (tmp_path / "out" / "campaign.md").read_text()
     assert "Held out" in text and "tiny-llama x zsre" in text and "Proxy-size curve" in text
     assert (tmp_path / "out" / "tiny-llama" / "report.md").exists()
+
+
+def test_a_second_study_on_the_same_folder_is_refused_while_one_runs(tmp_path):
+    from goldenlayers.safety import RunLocked, run_lock
+
+    with run_lock(tmp_path):  # a study already writing this folder
+        with pytest.raises(RunLocked, match=str(tmp_path)):
+            run_study(_settings(), tmp_path)
+    assert not list(tmp_path.glob("*.jsonl"))  # nothing was written

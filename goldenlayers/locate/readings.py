@@ -1,6 +1,6 @@
 """LGA readings: the ways the paper's layer score can be read, as pure functions of stored products.
 
-Our copy of the paper lost its formula, so several readings are plausible (METHOD.md, "Layer
+Our copy of the paper lost its formula, so several readings are plausible (docs/method.md, "Layer
 Gradient Analysis"): which matrix, which old answer, raw inner product or cosine, how requests are
 combined, Tukey's k, argmax or argmin. One forward and backward per (weights, old answer) gives
 ``GradientProducts``: <g_new, g_old>, |g_new|^2 and |g_old|^2 per request and layer. Every other
