@@ -168,6 +168,36 @@ def test_edited_restores_every_parameter_bit_for_bit(tiny_model, editor_name, ca
     assert_same_weights(tiny_model, saved)
 
 
+SECOND = EditRequest(case_id="1", prompt="The capital of Italy is", subject="Italy",
+                     target_new="Paris", target_old="Rome")
+
+
+@pytest.mark.parametrize("editor_name", sorted(EDITORS))
+def test_compute_is_pure_and_single_step_edits_copy_nothing(tiny_llama, editor_name, cache,
+                                                           monkeypatch, tmp_path):
+    """compute leaves every weight as it was; one step (one request, or a one-layer window) is
+    computed without touching the weights, so without a snapshot; several steps (requests in
+    sequence, a window of layers) run inside one snapshot."""
+    from goldenlayers.editing import base
+
+    monkeypatch.setenv("GOLDENLAYERS_CACHE", str(tmp_path))
+    editor = get_editor(editor_name, cache=cache, mom2_n_samples=20, **FEW_STEPS)
+    saved = weights(tiny_llama)
+    snapshots = []
+    original = base.snapshot
+    monkeypatch.setattr(base, "snapshot", lambda *args: snapshots.append(args) or original(*args))
+    single = editor.step_count(tiny_llama, [REQUEST], 2) == 1
+    result = editor.compute(tiny_llama, [REQUEST], 2)
+    assert result.updates and len(snapshots) == (0 if single else 1)
+    assert_same_weights(tiny_llama, saved)
+    editor.compute(tiny_llama, [REQUEST, SECOND], 2)
+    assert_same_weights(tiny_llama, saved)
+    with editor.edited(tiny_llama, [REQUEST], 2) as kept:  # the same math, applied in one place
+        for update in kept.updates:
+            assert torch.allclose(update.delta(), next(u for u in result.updates
+                                                       if u.layer == update.layer).delta())
+
+
 def test_absent_subject_is_a_clear_error_and_changes_nothing(tiny_gpt2, cache):
     saved = weights(tiny_gpt2)
     bad = types.SimpleNamespace(case_id="x1", prompt="The capital of France is", subject="Germany",

@@ -1,8 +1,8 @@
 """The editor interface, its result records, and the registry.
 
-Every editor has one core method, ``_edit``, that changes the weights in place (layer by layer,
-request by request, whatever its method needs) and returns what it did. The public methods wrap it
-with the exact undo of restore.py:
+Every editor's math, ``_steps``, yields its updates step by step without touching the weights
+(one step per request for ROME, one per layer of the window for EMMET and MEMIT); ``_run`` applies
+them, in one place. The public methods wrap it with the exact undo of restore.py:
 
     apply(handle, requests, layer)            in place; on any error the weights are as before
     compute(handle, requests, layer)          pure: the weights are as before afterwards
@@ -136,16 +136,23 @@ class Editor(ABC):
         """Edit in place; on any error the weights are restored and the error raised."""
         saved = snapshot(handle, self.layers_for(handle, layer))
         try:
-            return self._run(handle, requests, layer)
+            return self._run(handle, requests, layer, keep=True)
         except BaseException:
             restore(handle, saved)
             raise
 
     def compute(self, handle: ModelHandle, requests: Sequence[EditRequest], layer: int) -> EditResult:
-        """The edit's result without keeping it: the weights are as before afterwards."""
+        """The edit's result without keeping it: the weights are as before afterwards.
+
+        An edit of one step (one request for ROME and R-ROME, a one-layer window for EMMET and
+        MEMIT) touches no weight and copies nothing. An edit of several steps (ROME's requests in
+        sequence, a window of layers) must see each step applied before computing the next, so it
+        runs inside one snapshot that is restored after."""
+        if self.step_count(handle, list(requests), layer) == 1:
+            return self._run(handle, requests, layer, keep=False)
         saved = snapshot(handle, self.layers_for(handle, layer))
         try:
-            return self._run(handle, requests, layer)
+            return self._run(handle, requests, layer, keep=False)
         finally:
             restore(handle, saved)
 
@@ -155,26 +162,44 @@ class Editor(ABC):
         """The model is edited inside the block and restored bit for bit on exit, also on errors."""
         saved = snapshot(handle, self.layers_for(handle, layer))
         try:
-            yield self._run(handle, requests, layer)
+            yield self._run(handle, requests, layer, keep=True)
         finally:
             restore(handle, saved)
 
-    def _run(self, handle: ModelHandle, requests: Sequence[EditRequest], layer: int) -> EditResult:
+    def _run(self, handle: ModelHandle, requests: Sequence[EditRequest], layer: int, *,
+             keep: bool) -> EditResult:
+        """The one place updates are applied: between steps (the next one needs them), and after
+        the last one when the edit is kept."""
         requests = list(requests)
         if not requests:
             raise EditError("no edit requests given")
         config = self.config_for(handle)
         start = time.perf_counter()
-        updates, edits = self._edit(handle, requests, layer, config)
+        count = self.step_count(handle, requests, layer)
+        steps = self._steps(handle, requests, layer, config)
+        updates: list[LayerUpdate] = []
+        edits: list[RequestEdit] = []
+        for index in range(count):
+            step_updates, step_edits = next(steps)
+            updates += step_updates
+            edits += step_edits
+            if keep or index < count - 1:
+                for update in step_updates:
+                    add_update(handle, update)
         return EditResult(editor=self.name, layers=self.layers_for(handle, layer),
                           updates=merge_updates(updates), edits=tuple(edits),
                           seconds=time.perf_counter() - start, model_name=handle.name,
                           model_fingerprint=handle.fingerprint, config=config.to_dict())
 
     @abstractmethod
-    def _edit(self, handle: ModelHandle, requests: list[EditRequest], layer: int,
-              config: EditConfig) -> tuple[list[LayerUpdate], list[RequestEdit]]:
-        """Change the weights in place and say how (every update already applied)."""
+    def step_count(self, handle: ModelHandle, requests: list[EditRequest], layer: int) -> int:
+        """How many steps ``_steps`` yields for these requests."""
+
+    @abstractmethod
+    def _steps(self, handle: ModelHandle, requests: list[EditRequest], layer: int,
+               config: EditConfig) -> Iterator[tuple[list[LayerUpdate], list[RequestEdit]]]:
+        """The edit's math, step by step: each step's updates computed on the current weights,
+        which it leaves alone; the caller applies a step before asking for the next."""
 
 
 # --- the registry ---------------------------------------------------------------------------------

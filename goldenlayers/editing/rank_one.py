@@ -9,11 +9,12 @@ that key: ROME's original code uses the bare prompt's key there, R-ROME uses k*.
 from __future__ import annotations
 
 from abc import abstractmethod
+from collections.abc import Iterator
 
 import torch
 
 from goldenlayers.data.records import EditRequest
-from goldenlayers.editing.base import Editor, LayerUpdate, RequestEdit, add_update
+from goldenlayers.editing.base import Editor, LayerUpdate, RequestEdit
 from goldenlayers.editing.batches import prepared_batch
 from goldenlayers.editing.config import RomeConfig
 from goldenlayers.editing.covariance import second_moment
@@ -36,15 +37,14 @@ class RankOneEditor(Editor):
     def denominator_key(self, keys: torch.Tensor, config: RomeConfig) -> torch.Tensor:
         """The key (d_in,) the updated matrix maps to v*, from the template keys (n, d_in)."""
 
-    def _edit(self, handle: ModelHandle, requests: list[EditRequest], layer: int,
-              config: RomeConfig) -> tuple[list[LayerUpdate], list[RequestEdit]]:
-        updates, edits = [], []
+    def step_count(self, handle: ModelHandle, requests: list[EditRequest], layer: int) -> int:
+        return len(requests)
+
+    def _steps(self, handle: ModelHandle, requests: list[EditRequest], layer: int,
+               config: RomeConfig) -> Iterator[tuple[list[LayerUpdate], list[RequestEdit]]]:
         for request in requests:  # each on the model the previous ones edited
             update, edit = self.edit_one(handle, request, layer, config)
-            add_update(handle, update)
-            updates.append(update)
-            edits.append(edit)
-        return updates, edits
+            yield [update], [edit]
 
     def edit_one(self, handle: ModelHandle, request: EditRequest, layer: int,
                  config: RomeConfig) -> tuple[LayerUpdate, RequestEdit]:

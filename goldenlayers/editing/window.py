@@ -18,11 +18,12 @@ which the edit matrix adds to its output (no W K is subtracted).
 from __future__ import annotations
 
 from abc import abstractmethod
+from collections.abc import Iterator
 
 import torch
 
 from goldenlayers.data.records import EditRequest
-from goldenlayers.editing.base import Editor, LayerUpdate, RequestEdit, add_update
+from goldenlayers.editing.base import Editor, LayerUpdate, RequestEdit
 from goldenlayers.editing.batches import RequestBatch, prepared_batch
 from goldenlayers.editing.config import EditConfig
 from goldenlayers.editing.covariance import SecondMoment, second_moment
@@ -44,8 +45,11 @@ class WindowEditor(Editor):
                      config: EditConfig) -> Factors:
         """delta W's factors from residuals R (d_out, E), keys K (d_in, E) and C."""
 
-    def _edit(self, handle: ModelHandle, requests: list[EditRequest], layer: int,
-              config: EditConfig) -> tuple[list[LayerUpdate], list[RequestEdit]]:
+    def step_count(self, handle: ModelHandle, requests: list[EditRequest], layer: int) -> int:
+        return len(self.layers_for(handle, layer))  # one per layer of the window
+
+    def _steps(self, handle: ModelHandle, requests: list[EditRequest], layer: int,
+               config: EditConfig) -> Iterator[tuple[list[LayerUpdate], list[RequestEdit]]]:
         layers = self.layers_for(handle, layer)
         top = layers[-1]
         block = handle.adapter.block(handle.model, top)
@@ -55,7 +59,6 @@ class WindowEditor(Editor):
         # every layer's statistics of the unedited model, before the lower layers change
         moments = [second_moment(handle, current, config.mom2_n_samples, config.mom2_text_tokens,
                                  self.cache) for current in layers]
-        updates = []
         for i, current in enumerate(layers):
             keys = self._keys(handle, batches, current)  # (d_in, E)
             now = self._residuals(handle, batches, top)  # (d_model, E)
@@ -68,12 +71,11 @@ class WindowEditor(Editor):
                                 f"{error}; the weights are unchanged") from error
             dtype = compute_dtype(handle)
             update = LayerUpdate(current, left.to(dtype), right.to(dtype))
-            add_update(handle, update)
-            updates.append(update)
-        edits = [RequestEdit(request=rb.request, layer=top, key=keys[:, j], value=v.value,
-                             value_before=v.value_before, losses=v.losses)
-                 for j, (rb, v) in enumerate(zip(batches, values))]
-        return updates, edits
+            last = i == len(layers) - 1
+            edits = [RequestEdit(request=rb.request, layer=top, key=keys[:, j], value=v.value,
+                                 value_before=v.value_before, losses=v.losses)
+                     for j, (rb, v) in enumerate(zip(batches, values))] if last else []
+            yield [update], edits  # the next layer's keys need this one applied
 
     @staticmethod
     def _keys(handle: ModelHandle, batches: list[RequestBatch], layer: int) -> torch.Tensor:
