@@ -227,3 +227,22 @@ def test_a_bug_is_one_line_with_status_1(tmp_path, capsys, monkeypatch):
 def test_devices_and_model_folders_that_do_not_exist_here(tmp_path, capsys, args, match):
     args = [a.replace("{folder}", str(tmp_path)) for a in args]
     refused(capsys, tmp_path, *EDIT, *args, match=match)
+
+
+@pytest.mark.parametrize("name, content, match", [
+    ("study.json", "{not json", "is not a study manifest"),
+    ("results.sqlite", "garbage", "goldenlayers 0.1"),
+])
+def test_report_on_a_damaged_run_folder_names_the_file(tmp_path, capsys, name, content, match):
+    (tmp_path / name).write_text(content)
+    refused(capsys, tmp_path, "report", str(tmp_path), match=match)
+
+
+def test_report_on_a_garbage_results_file_names_the_file_and_line(tmp_path, capsys):
+    from goldenlayers.study.store import FORMAT, write_manifest
+
+    write_manifest(tmp_path, {"format": FORMAT, "model": "m", "model_fingerprint": "f",
+                              "num_layers": 4, "fixed": {}, "editors": {"r-rome": {}},
+                              "datasets": {"zsre": {"digest": "d", "proxy": 1, "test": 1}}})
+    (tmp_path / "zsre.jsonl").write_text("garbage\n{}\n")
+    refused(capsys, tmp_path, "report", str(tmp_path), match="zsre.jsonl: line 1")
