@@ -112,7 +112,8 @@ def store_products(handle: ModelHandle, plan: DatasetPlan, settings: StudySettin
                    folder: ResultsFolder, done: set) -> None:
     """LGA's gradient products of every (weights, old answer) on the proxy requests and on the pool,
     so that every reading of LGA (``locate.readings``) is computed later without the model."""
-    from goldenlayers.locate import compute_products
+    from goldenlayers.locate import LocateError, compute_products
+    from goldenlayers.locate.readings import OLD_ANSWERS
 
     for split_name, requests in (("proxy", plan.proxy), ("pool", plan.pool)):
         key = (handle.name, plan.name, split_name, PRODUCTS, settings.seed)
@@ -120,9 +121,14 @@ def store_products(handle: ModelHandle, plan: DatasetPlan, settings: StudySettin
             continue
         log.info("LGA gradient products on %s %s (%d requests)", plan.name, split_name, len(requests))
         start = time.perf_counter()
-        products = compute_products(handle, list(requests))
+        products, notes = [], []
+        for source in OLD_ANSWERS:  # a source with no usable old answer is noted, not fatal
+            try:
+                products += compute_products(handle, list(requests), old_answers=(source,))
+            except LocateError as error:
+                notes.append(f"old answer {source}: {error}")
         folder.add_locate(LocateRow(*key, {"products": [p.to_dict() for p in products]},
-                                    time.perf_counter() - start))
+                                    time.perf_counter() - start, tuple(notes)))
 
 
 def cell_tasks(plans: Sequence[DatasetPlan], settings: StudySettings, model: str,

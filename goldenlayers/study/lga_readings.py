@@ -87,7 +87,10 @@ def reading_regrets(pair: Pair, test: Grid, products: Sequence[GradientProducts]
                     readings: Sequence[LGAReading] | None = None) -> list[ReadingRegret]:
     """Every reading's layer (from the proxy products) and its test regret, in reading order."""
     out = []
+    available = {(p.weights, p.old_answer) for p in products}
     for reading in readings or all_readings():
+        if (reading.weights, reading.old_answer) not in available:
+            continue  # no request had an old answer of this kind (the locate row's notes say so)
         layer = reading_layer(products_for(products, reading), reading)
         out.append(ReadingRegret(pair, reading.name, layer,
                                  {m: regret_of(test, layer, m) for m in REGRET_METRICS
@@ -100,9 +103,13 @@ def _mean_regret(rows: Sequence[ReadingRegret], metric: str) -> float:
 
 
 def choose_reading(by_pair: Mapping[Pair, Sequence[ReadingRegret]], pairs: Sequence[Pair],
-                   metric: str = "rewrite_accuracy") -> tuple[str, float]:
-    """The reading with the lowest mean regret over ``pairs``; ties: the earlier reading."""
-    names = [r.reading for r in by_pair[pairs[0]]]
+                   metric: str = "rewrite_accuracy",
+                   among: set[str] | None = None) -> tuple[str, float]:
+    """The reading with the lowest mean regret over ``pairs`` (among readings every pair has, or
+    ``among``); ties: the earlier reading."""
+    present = set.intersection(*({r.reading for r in by_pair[p]} for p in pairs))
+    names = [r.reading for r in by_pair[pairs[0]]
+             if r.reading in present and (among is None or r.reading in among)]
     means = [_mean_regret([next(r for r in by_pair[p] if r.reading == name) for p in pairs], metric)
              for name in names]
     best = int(np.argmin(means))  # argmin keeps the first of equal means
@@ -118,7 +125,8 @@ def held_out(by_pair: Mapping[Pair, Sequence[ReadingRegret]],
     out = []
     for pair in pairs:
         others = [p for p in pairs if p != pair]
-        name, elsewhere = choose_reading(by_pair, others, metric)
+        everywhere = set.intersection(*({r.reading for r in by_pair[p]} for p in pairs))
+        name, elsewhere = choose_reading(by_pair, others, metric, among=everywhere)
         here = next(r for r in by_pair[pair] if r.reading == name)
         out.append(HeldOutChoice(pair, name, tuple(others), elsewhere, here.layer, here.regret))
     return out
