@@ -200,12 +200,6 @@ def staged_folder(folder: str | Path) -> Iterator[Path]:
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def _move_into(staging: Path, folder: Path, written: list[str]) -> None:
     previous = _read_marker(folder)
     for name in sorted(set(previous) - set(written)):
