@@ -93,7 +93,7 @@ def pair_table(campaign: Campaign) -> Table:
     return Table("Per pair: the brute-force golden layer and each selector's regret (test rewrite "
                  "accuracy)",
                  ("pair", "n proxy / test", "layers", "BF golden (RwA [95% CI])",
-                  f"LGA default: layer, regret [95% CI]", "CMA: layer, regret", "BF proxy: layer, regret",
+                  "LGA default: layer, regret [95% CI]", "CMA: layer, regret", "BF proxy: layer, regret",
                   "sample-wise optimal − golden [95% CI], paired p, detectable (80% power)"),
                  tuple(rows), f"LGA default = {DEFAULT_READING.name}. Regret = the test golden "
                  "layer's mean minus the selected layer's, bootstrap 95% interval over test "

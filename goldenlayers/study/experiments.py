@@ -23,12 +23,11 @@ from goldenlayers.evaluate import DEFAULT_METRICS
 from goldenlayers.models import ModelHandle, load_model
 from goldenlayers.safety import run_lock
 from goldenlayers.study.executor import CellTask, WorkerSpec, make_executor
+from goldenlayers.study.lga_readings import PRODUCTS
 from goldenlayers.study.settings import LOCATORS, StudySettings
 from goldenlayers.study.store import merged_manifest, requests_digest, write_manifest
 
 log = logging.getLogger(__name__)
-
-PRODUCTS = "lga-products"  # the method name of the locate rows that hold LGA's gradient products
 
 
 @dataclass(frozen=True)

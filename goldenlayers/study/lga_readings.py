@@ -21,7 +21,7 @@ from goldenlayers.evaluate import OVERALL, Interval, bootstrap_interval
 from goldenlayers.locate.readings import (DEFAULT_READING, GradientProducts, LGAReading,
                                           all_readings, products_for, reading_layer)
 
-PRODUCTS = "lga-products"
+PRODUCTS = "lga-products"  # the method name of the locate rows that hold LGA's gradient products
 REGRET_METRICS = ("rewrite_accuracy", OVERALL)
 PROXY_SIZES = (5, 10, 20, 50)
 
