@@ -8,7 +8,8 @@ matched to the cores), alternated in one run so that the load of a shared machin
 Each way does every unit once per round (rounds alternate old, new, old, new, ...); its figure is
 units per hour over all its rounds, counting model loading and worker start-up inside the timed
 span (both ways pay them once per round). ``agree`` is true only if every metric of every unit is
-equal across the two ways (within ``--tolerance``, for float order across thread counts).
+equal across the two ways (within ``--tolerance``, for float order across thread counts and batch
+shapes). The new way optimises the values of ``--batch-requests`` requests at one layer together.
 
 Prints the figures and writes benchmarks/results/study_speed.json.
 """
@@ -75,7 +76,8 @@ def new_way(args) -> tuple[float, dict[str, dict[str, float]]]:
              for r in test for layer in args.layers]
     spec = WorkerSpec(args.model, device=args.device)
     rows = {}
-    runner = make_executor(args.executor, spec, workers=args.workers, num_cpus=args.workers)
+    runner = make_executor(args.executor, spec, workers=args.workers, num_cpus=args.workers,
+                           requests_per_batch=args.batch_requests)
     try:
         runner.run(tasks, lambda row: rows.__setitem__(f"{row.key.case_id}/{row.key.layer}",
                                                        {k: v for k, v in row.metrics.items()
@@ -93,6 +95,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--executor", default="ray")
     parser.add_argument("--workers", type=int, default=os.cpu_count())
+    parser.add_argument("--batch-requests", type=int, default=4,
+                        help="requests whose values the new way optimises together")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--tolerance", type=float, default=1e-6)
     parser.add_argument("--old-ref", default=OLD_REF)
@@ -128,7 +132,8 @@ def main() -> None:
               "units": units, "rounds": args.rounds, "layers": args.layers,
               "old": {"ref": args.old_ref, "executor": "local (one process, torch default threads)",
                       "seconds": seconds["old"], "units_per_hour": per_hour["old"]},
-              "new": {"executor": f"{args.executor} ({args.workers} workers, 1 thread each)",
+              "new": {"executor": f"{args.executor} ({args.workers} workers, 1 thread each, "
+                                  f"values of {args.batch_requests} requests per batch)",
                       "seconds": seconds["new"], "units_per_hour": per_hour["new"]},
               "ratio": per_hour["new"] / per_hour["old"], "agree": agree,
               "tolerance": args.tolerance,

@@ -145,6 +145,9 @@ def study(
                                 "default: each data set's teacher-forced ones (no fluency)."),
     executor: str = typer.Option("local", "--executor", help="local (this process) or ray."),
     workers: int = typer.Option(None, "--workers", min=1, help="Ray actors (default: one per CPU)."),
+    batch_requests: int = typer.Option(4, "--batch-requests", min=1, help="Requests whose values "
+                                       "are optimised together at one layer, one batch per step "
+                                       "(same results; more on a GPU, e.g. 32)."),
     ray_address: str = typer.Option(None, "--ray-address", help="Existing Ray cluster "
                                     "(default: start a local one)."),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:1, mps."),
@@ -164,7 +167,7 @@ def study(
                              fluency_size=fluency_size, pool_size=pool_size,
                              editor_overrides=_with_profile(profile, editor_settings))
     run = run_study(settings, out, executor=executor, device=device, workers=workers,
-                    ray_address=ray_address)
+                    ray_address=ray_address, requests_per_batch=batch_requests)
     console.print(f"{run.planned} cells: {run.done_before} were done, {run.done_now} done now "
                   f"in {run.seconds:.0f} s. Results in {run.run_dir}; next: "
                   f"[bold]goldenlayers report {run.run_dir}[/]")

@@ -13,7 +13,7 @@ from typing import Any
 
 from goldenlayers.data import load_dataset, split
 from goldenlayers.editing import get_editor
-from goldenlayers.engine import CellKey, CellRow, CellRunner
+from goldenlayers.engine import CellKey, CellRow, CellRunner, layer_batches
 from goldenlayers.locate.base import LayerScores, LocateError, get_locator
 from goldenlayers.locate.readings import DEFAULT_READING
 from goldenlayers.models.handle import ModelHandle
@@ -116,9 +116,11 @@ def verify_at_layer(handle: ModelHandle, requests, layer: int, editor: str = "r-
     """Edit each request alone at ``layer``, score it, restore: one engine cell per request."""
     runner = CellRunner(handle, get_editor(editor), metrics)
     runner.pre_edit(list(requests))
-    return [runner.run(CellKey(handle.name, "held-out", "held-out", editor, layer,
-                               str(request.case_id), seed), request)
-            for request in track(requests, f"verify at layer {layer}")]
+    cells = [(CellKey(handle.name, "held-out", "held-out", editor, layer, str(request.case_id),
+                      seed), request) for request in requests]
+    return [row for batch in track(layer_batches([key for key, _ in cells]),
+                                   f"verify at layer {layer}")
+            for row in runner.run_batch([cells[i] for i in batch])]
 
 
 def locator_settings(method: str, *, top_k: int = 5, seed: int = 0, editor: str = "r-rome",

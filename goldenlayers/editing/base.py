@@ -7,6 +7,12 @@ them, in one place. The public methods wrap it with the exact undo of restore.py
     apply(handle, requests, layer)            in place; on any error the weights are as before
     compute(handle, requests, layer)          pure: the weights are as before afterwards
     with edited(handle, requests, layer):     edited inside, restored bit for bit on exit
+    prepare(handle, requests, layer)          pure: what each request's edit alone computes from
+                                              the current weights (its v*), for all at once
+
+Brute force edits many requests one at a time at the same layer, each on the same weights, so
+``prepare`` optimises all their values in one batch (values.optimise_values) and
+``edited(handle, [request], layer, prepared=...)`` uses the request's one.
 
 Invariant (as in ROME's ``execute_rome``): the model at the beginning == the model at the end,
 except after a successful ``apply``.
@@ -28,8 +34,12 @@ from goldenlayers.editing.cache import EditCache
 from goldenlayers.editing.config import EditConfig, resolve
 from goldenlayers.editing.errors import EditError
 from goldenlayers.editing.restore import restore, snapshot
+from goldenlayers.editing.values import ValueResult
 from goldenlayers.errors import GoldenLayersError
 from goldenlayers.models.handle import ModelHandle
+
+
+Prepared = ValueResult | EditError | None  # one request's part of ``Editor.prepare``
 
 
 @dataclass(frozen=True)
@@ -132,6 +142,13 @@ class Editor(ABC):
 
     # --- the public methods -------------------------------------------------------------------
 
+    def prepare(self, handle: ModelHandle, requests: Sequence[EditRequest],
+                layer: int) -> list[Prepared]:
+        """Per request, what its edit alone at ``layer`` computes from the current weights, batched
+        over the requests; a request that cannot be prepared gets its EditError. Editors without
+        such a part return None for each."""
+        return [None] * len(requests)
+
     def apply(self, handle: ModelHandle, requests: Sequence[EditRequest], layer: int) -> EditResult:
         """Edit in place; on any error the weights are restored and the error raised."""
         saved = snapshot(handle, self.layers_for(handle, layer))
@@ -157,26 +174,33 @@ class Editor(ABC):
             restore(handle, saved)
 
     @contextmanager
-    def edited(self, handle: ModelHandle, requests: Sequence[EditRequest],
-               layer: int) -> Iterator[EditResult]:
-        """The model is edited inside the block and restored bit for bit on exit, also on errors."""
+    def edited(self, handle: ModelHandle, requests: Sequence[EditRequest], layer: int, *,
+               prepared: Prepared = None) -> Iterator[EditResult]:
+        """The model is edited inside the block and restored bit for bit on exit, also on errors.
+
+        ``prepared``: this one request's entry of ``prepare`` on the same weights (the caller's
+        promise: they have not changed since)."""
+        if prepared is not None and len(requests) != 1:
+            raise ValueError("a prepared value is for an edit of one request alone")
         saved = snapshot(handle, self.layers_for(handle, layer))
         try:
-            yield self._run(handle, requests, layer, keep=True)
+            yield self._run(handle, requests, layer, keep=True, prepared=prepared)
         finally:
             restore(handle, saved)
 
     def _run(self, handle: ModelHandle, requests: Sequence[EditRequest], layer: int, *,
-             keep: bool) -> EditResult:
+             keep: bool, prepared: Prepared = None) -> EditResult:
         """The one place updates are applied: between steps (the next one needs them), and after
         the last one when the edit is kept."""
         requests = list(requests)
         if not requests:
             raise EditError("no edit requests given")
+        if isinstance(prepared, EditError):
+            raise prepared
         config = self.config_for(handle)
         start = time.perf_counter()
         count = self.step_count(handle, requests, layer)
-        steps = self._steps(handle, requests, layer, config)
+        steps = self._steps(handle, requests, layer, config, prepared)
         updates: list[LayerUpdate] = []
         edits: list[RequestEdit] = []
         for index in range(count):
@@ -197,9 +221,11 @@ class Editor(ABC):
 
     @abstractmethod
     def _steps(self, handle: ModelHandle, requests: list[EditRequest], layer: int,
-               config: EditConfig) -> Iterator[tuple[list[LayerUpdate], list[RequestEdit]]]:
+               config: EditConfig, prepared: Prepared = None
+               ) -> Iterator[tuple[list[LayerUpdate], list[RequestEdit]]]:
         """The edit's math, step by step: each step's updates computed on the current weights,
-        which it leaves alone; the caller applies a step before asking for the next."""
+        which it leaves alone; the caller applies a step before asking for the next. ``prepared``:
+        the one request's entry of ``prepare``, used instead of computing it again."""
 
 
 # --- the registry ---------------------------------------------------------------------------------

@@ -9,19 +9,19 @@ that key: ROME's original code uses the bare prompt's key there, R-ROME uses k*.
 from __future__ import annotations
 
 from abc import abstractmethod
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import torch
 
 from goldenlayers.data.records import EditRequest
-from goldenlayers.editing.base import Editor, LayerUpdate, RequestEdit
+from goldenlayers.editing.base import Editor, LayerUpdate, Prepared, RequestEdit
 from goldenlayers.editing.batches import prepared_batch
 from goldenlayers.editing.config import RomeConfig
 from goldenlayers.editing.covariance import second_moment
 from goldenlayers.editing.errors import EditError, describe
 from goldenlayers.editing.keys import compute_dtype, edit_output, mean_key, template_keys
 from goldenlayers.editing.updates import UpdateError, rank_one_update
-from goldenlayers.editing.values import optimise_value
+from goldenlayers.editing.values import ValueResult, optimise_value, values_for_requests
 from goldenlayers.models.handle import ModelHandle
 
 
@@ -40,20 +40,30 @@ class RankOneEditor(Editor):
     def step_count(self, handle: ModelHandle, requests: list[EditRequest], layer: int) -> int:
         return len(requests)
 
+    def prepare(self, handle: ModelHandle, requests: Sequence[EditRequest],
+                layer: int) -> list[Prepared]:
+        """Each request's v* at the edit matrix's output, optimised together."""
+        return values_for_requests(handle, requests, layer,
+                                   handle.adapter.edit_module(handle.model, layer),
+                                   self.config_for(handle), self.cache)
+
     def _steps(self, handle: ModelHandle, requests: list[EditRequest], layer: int,
-               config: RomeConfig) -> Iterator[tuple[list[LayerUpdate], list[RequestEdit]]]:
+               config: RomeConfig, prepared: Prepared = None
+               ) -> Iterator[tuple[list[LayerUpdate], list[RequestEdit]]]:
         for request in requests:  # each on the model the previous ones edited
-            update, edit = self.edit_one(handle, request, layer, config)
+            update, edit = self.edit_one(handle, request, layer, config, prepared)
             yield [update], [edit]
 
-    def edit_one(self, handle: ModelHandle, request: EditRequest, layer: int,
-                 config: RomeConfig) -> tuple[LayerUpdate, RequestEdit]:
-        """The rank-one update for one request on the current weights (which it leaves alone)."""
+    def edit_one(self, handle: ModelHandle, request: EditRequest, layer: int, config: RomeConfig,
+                 value: ValueResult | None = None) -> tuple[LayerUpdate, RequestEdit]:
+        """The rank-one update for one request on the current weights (which it leaves alone);
+        ``value``: its v* from ``prepare`` on these weights, else optimised here."""
         rb = prepared_batch(handle, request, config, self.cache)
         keys = template_keys(handle, rb, layer)  # (n_templates, d_in)
         k_star = mean_key(keys)
-        site = handle.adapter.edit_module(handle.model, layer)
-        value = optimise_value(handle, rb, layer, site, config)
+        if value is None:
+            site = handle.adapter.edit_module(handle.model, layer)
+            value = optimise_value(handle, rb, layer, site, config)
         u = self.u_key(keys, config)
         if config.mom2_adjustment:
             u = second_moment(handle, layer, config.mom2_n_samples,

@@ -10,6 +10,9 @@ and after each step ||delta|| is clamped to clamp_norm_factor ||v_before||; v* =
 where v_before is the site's output at the bare prompt (row 0). As in ROME's code, the last step
 only measures the loss, and the loop stops early once the loss is below ``v_loss_stop``.
 
+Several requests' deltas are optimised together (``optimise_values``): their rows form one batch,
+each delta added only in its own rows, so one forward and backward per step serves them all.
+
 Two ways to compute the logits give the same delta: ``fast`` (the default) runs the blocks below the
 site and the columns before the subject once (models/partial.py) and applies the vocabulary head
 only at scored positions; the plain way runs the whole model with full-vocabulary logits at every
@@ -18,20 +21,23 @@ position on every step, as reference implementations do.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from goldenlayers.editing.batches import RequestBatch
+from goldenlayers.data.records import EditRequest
+from goldenlayers.editing.batches import RequestBatch, prepared_batch
+from goldenlayers.editing.cache import EditCache
 from goldenlayers.editing.config import EditConfig
 from goldenlayers.editing.errors import EditError, describe
 from goldenlayers.editing.keys import as_float, compute_dtype
 from goldenlayers.models.handle import ModelHandle, apply_head
 from goldenlayers.models.hooks import trace
 from goldenlayers.models.partial import resume_point, run_from
+from goldenlayers.models.tokens import TokenBatch, stack_left_padded
 
 
 @dataclass(frozen=True)
@@ -45,57 +51,146 @@ class ValueResult:
 def optimise_value(handle: ModelHandle, rb: RequestBatch, layer: int, site: nn.Module,
                    config: EditConfig) -> ValueResult:
     """Optimise delta at ``site`` (a module inside block ``layer``) for one request batch."""
-    logits_of = _logits_fn(handle, rb, layer, config.fast)
-    offset = rb.first_edited_column if config.fast else 0
-    rows = torch.arange(rb.batch.input_ids.shape[0], device=handle.device)
-    cols = rb.subject_positions - offset
+    [result] = optimise_values(handle, [rb], layer, site, config)
+    if isinstance(result, EditError):
+        raise result
+    return result
+
+
+def optimise_values(handle: ModelHandle, batches: Sequence[RequestBatch], layer: int,
+                    site: nn.Module, config: EditConfig) -> list[ValueResult | EditError]:
+    """Optimise one delta per request batch, all in one forward and backward per step.
+
+    The rows of all requests form one batch, but each request keeps its own delta (added only in
+    its own rows), its own Adam state, clamp, early stop and loss. Rows never interact (attention
+    stays within a row), so each delta's gradient is its own request's: the results are those of
+    one request at a time, up to float rounding. A request whose loss or delta is not finite gets
+    its EditError in its place; the others go on."""
+    if not batches:
+        return []
+    stacked = _stack(handle, batches)
+    logits_of = _logits_fn(handle, stacked.batch, stacked.scored, layer, config.fast)
+    offset = stacked.first_edited_column if config.fast else 0
+    rows = torch.arange(stacked.batch.input_ids.shape[0], device=handle.device)
+    cols = stacked.batch.subject_last - offset
     d_model = handle.adapter.edit_weight_out_in(handle.model, layer).shape[0]  # = the site's width
-    delta = torch.zeros(d_model, dtype=compute_dtype(handle), device=handle.device, requires_grad=True)
-    optimiser = torch.optim.Adam([delta], lr=config.v_lr)
-    before: dict[str, torch.Tensor] = {}
-    losses: list[float] = []
+    deltas = [torch.zeros(d_model, dtype=compute_dtype(handle), device=handle.device,
+                          requires_grad=True) for _ in batches]
+    optimisers = [torch.optim.Adam([delta], lr=config.v_lr) for delta in deltas]
+    before: list[dict[str, torch.Tensor]] = [{} for _ in batches]
+    losses: list[list[float]] = [[] for _ in batches]
+    results: list[ValueResult | EditError | None] = [None] * len(batches)
 
     def add_delta(_: str, out):
         hidden = out[0] if isinstance(out, tuple) else out
-        if "value" not in before:
-            before["value"] = as_float(hidden[rows[0], cols[0]].detach()).clone()
-        hidden = hidden.index_put((rows, cols), delta.to(hidden.dtype).expand(len(rows), -1),
-                                  accumulate=True)
+        if "value" not in before[0]:  # the first pass: delta = 0 everywhere
+            for request, row in enumerate(stacked.first_rows):
+                before[request]["value"] = as_float(hidden[row, cols[row]].detach()).clone()
+        added = torch.stack(deltas)[stacked.row_request].to(hidden.dtype)
+        hidden = hidden.index_put((rows, cols), added, accumulate=True)
         return (hidden, *out[1:]) if isinstance(out, tuple) else hidden
 
     for step in range(config.v_num_grad_steps):
         with torch.enable_grad(), trace({"site": site}, edit_output=add_delta):
-            logits = logits_of()  # (N + 1, V): target positions, then the KL position
-        loss = _total_loss(rb, logits, delta, before, config)
-        _check_finite(loss, rb, "loss")
-        losses.append(loss.item())
-        if loss.item() < config.v_loss_stop or step == config.v_num_grad_steps - 1:
+            logits = logits_of()  # per request: its target positions, then its KL position
+        stepping, total = [], None
+        for request, (rb, request_logits) in enumerate(zip(batches, logits.split(stacked.counts))):
+            if results[request] is not None:
+                continue  # stopped: its delta is frozen and its rows no longer scored
+            loss = _total_loss(rb, request_logits, deltas[request], before[request], config)
+            if not torch.isfinite(loss):
+                results[request] = _not_finite(rb, "loss")
+                continue
+            losses[request].append(loss.item())
+            if loss.item() < config.v_loss_stop or step == config.v_num_grad_steps - 1:
+                results[request] = _value_result(rb, deltas[request], before[request],
+                                                 losses[request])
+                continue
+            stepping.append(request)
+            total = loss if total is None else total + loss
+        if total is None:
             break
-        optimiser.zero_grad()
-        loss.backward()
-        optimiser.step()
-        _clamp(delta, before["value"], config.clamp_norm_factor)
-    delta = delta.detach()
-    _check_finite(delta, rb, "value delta")
+        for request in stepping:
+            optimisers[request].zero_grad()
+        total.backward()
+        for request in stepping:
+            optimisers[request].step()
+            _clamp(deltas[request], before[request]["value"], config.clamp_norm_factor)
+    return results  # type: ignore[return-value]  # every request stopped by the last step
+
+
+def values_for_requests(handle: ModelHandle, requests: Sequence[EditRequest], layer: int,
+                        site: nn.Module, config: EditConfig,
+                        cache: EditCache) -> list[ValueResult | EditError]:
+    """Each request's v* at ``site`` on the current weights, all in one batch; a request that
+    cannot be edited (no subject in its prompt, an empty target) gets its EditError."""
+    batches: list[RequestBatch | EditError] = []
+    for request in requests:
+        try:
+            batches.append(prepared_batch(handle, request, config, cache))
+        except EditError as error:
+            batches.append(error)
+    usable = [rb for rb in batches if isinstance(rb, RequestBatch)]
+    values = iter(optimise_values(handle, usable, layer, site, config))
+    return [next(values) if isinstance(rb, RequestBatch) else rb for rb in batches]
+
+
+def _value_result(rb: RequestBatch, delta: torch.Tensor, before: dict[str, torch.Tensor],
+                  losses: list[float]) -> ValueResult | EditError:
+    delta = delta.detach().clone()
+    if not torch.isfinite(delta).all():
+        return _not_finite(rb, "value delta")
     return ValueResult(value=before["value"] + delta, value_before=before["value"], delta=delta,
                        losses=tuple(losses))
+
+
+# --- several requests' rows as one batch ----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Stacked:
+    batch: TokenBatch  # every request's rows, in order, left-padded to one width
+    scored: torch.Tensor  # (B, T) bool
+    row_request: torch.Tensor  # (B,) the request each row belongs to
+    first_rows: tuple[int, ...]  # each request's row 0 (its bare prompt)
+    counts: list[int]  # each request's number of scored positions
+
+    @property
+    def first_edited_column(self) -> int:
+        return int(self.batch.subject_last.min())
+
+
+def _stack(handle: ModelHandle, batches: Sequence[RequestBatch]) -> _Stacked:
+    if len(batches) == 1:  # as it is: no copy, no padding
+        rb = batches[0]
+        n = rb.batch.input_ids.shape[0]
+        return _Stacked(rb.batch, rb.scored, torch.zeros(n, dtype=torch.long, device=handle.device),
+                        (0,), [int(rb.scored.sum())])
+    batch = stack_left_padded(handle.tokenizer, [rb.batch for rb in batches])
+    width = batch.input_ids.shape[1]
+    scored = torch.cat([F.pad(rb.scored, (width - rb.scored.shape[1], 0), value=False)
+                        for rb in batches])
+    sizes = [rb.batch.input_ids.shape[0] for rb in batches]
+    row_request = torch.repeat_interleave(torch.arange(len(batches)), torch.tensor(sizes))
+    first_rows = tuple(int(sum(sizes[:i])) for i in range(len(sizes)))
+    return _Stacked(batch, scored, row_request.to(handle.device), first_rows,
+                    [int(rb.scored.sum()) for rb in batches])
 
 
 # --- the two ways to the logits -------------------------------------------------------------------
 
 
-def _logits_fn(handle: ModelHandle, rb: RequestBatch, layer: int,
+def _logits_fn(handle: ModelHandle, batch: TokenBatch, scored: torch.Tensor, layer: int,
                fast: bool) -> Callable[[], torch.Tensor]:
-    batch = rb.batch
     if not fast:
         def full() -> torch.Tensor:
             logits = handle.model(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
                                   position_ids=batch.position_ids, use_cache=False).logits
-            return logits[rb.scored]  # (B, T, V) computed, (N + 1, V) used
+            return logits[scored]  # (B, T, V) computed, (N + 1, V) per request used
         return full
-    start = rb.first_edited_column
+    start = int(batch.subject_last.min())
     point = resume_point(handle, batch, layer, start)
-    scored = rb.scored[:, start:]
+    scored = scored[:, start:]
 
     def resumed() -> torch.Tensor:
         return apply_head(handle, run_from(handle, point)[scored])
@@ -143,7 +238,6 @@ def _clamp(delta: torch.Tensor, value_before: torch.Tensor, factor: float) -> No
         delta.mul_(max_norm / norm)
 
 
-def _check_finite(tensor: torch.Tensor, rb: RequestBatch, what: str) -> None:
-    if not torch.isfinite(tensor).all():
-        raise EditError(f"{describe(rb.request)}: the {what} is not finite (NaN or infinity); "
-                        f"the weights are unchanged")
+def _not_finite(rb: RequestBatch, what: str) -> EditError:
+    return EditError(f"{describe(rb.request)}: the {what} is not finite (NaN or infinity); "
+                     f"the weights are unchanged")

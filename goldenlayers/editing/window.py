@@ -18,19 +18,19 @@ which the edit matrix adds to its output (no W K is subtracted).
 from __future__ import annotations
 
 from abc import abstractmethod
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import torch
 
 from goldenlayers.data.records import EditRequest
-from goldenlayers.editing.base import Editor, LayerUpdate, RequestEdit
+from goldenlayers.editing.base import Editor, LayerUpdate, Prepared, RequestEdit
 from goldenlayers.editing.batches import RequestBatch, prepared_batch
 from goldenlayers.editing.config import EditConfig
 from goldenlayers.editing.covariance import SecondMoment, second_moment
 from goldenlayers.editing.errors import EditError
 from goldenlayers.editing.keys import at_subject, compute_dtype, kinds_mean_key, template_keys
 from goldenlayers.editing.updates import Factors, UpdateError
-from goldenlayers.editing.values import optimise_value
+from goldenlayers.editing.values import ValueResult, values_for_requests
 from goldenlayers.models.handle import ModelHandle
 
 
@@ -48,13 +48,19 @@ class WindowEditor(Editor):
     def step_count(self, handle: ModelHandle, requests: list[EditRequest], layer: int) -> int:
         return len(self.layers_for(handle, layer))  # one per layer of the window
 
+    def prepare(self, handle: ModelHandle, requests: Sequence[EditRequest],
+                layer: int) -> list[Prepared]:
+        """Each request's z at the output of the window's top block, optimised together."""
+        return values_for_requests(handle, requests, layer, handle.adapter.block(handle.model, layer),
+                                   self.config_for(handle), self.cache)
+
     def _steps(self, handle: ModelHandle, requests: list[EditRequest], layer: int,
-               config: EditConfig) -> Iterator[tuple[list[LayerUpdate], list[RequestEdit]]]:
+               config: EditConfig, prepared: Prepared = None
+               ) -> Iterator[tuple[list[LayerUpdate], list[RequestEdit]]]:
         layers = self.layers_for(handle, layer)
         top = layers[-1]
-        block = handle.adapter.block(handle.model, top)
         batches = [prepared_batch(handle, request, config, self.cache) for request in requests]
-        values = [optimise_value(handle, rb, top, block, config) for rb in batches]
+        values = [prepared] if prepared is not None else self._values(handle, requests, top)
         targets = torch.stack([v.value for v in values], dim=1)  # z (d_model, E)
         # every layer's statistics of the unedited model, before the lower layers change
         moments = [second_moment(handle, current, config.mom2_n_samples, config.mom2_text_tokens,
@@ -76,6 +82,14 @@ class WindowEditor(Editor):
                                  value_before=v.value_before, losses=v.losses)
                      for j, (rb, v) in enumerate(zip(batches, values))] if last else []
             yield [update], edits  # the next layer's keys need this one applied
+
+    def _values(self, handle: ModelHandle, requests: list[EditRequest], top: int) -> list[ValueResult]:
+        """Every request's z, optimised together; the first request that has none raises."""
+        values = self.prepare(handle, requests, top)
+        for value in values:
+            if isinstance(value, EditError):
+                raise value
+        return values  # type: ignore[return-value]
 
     @staticmethod
     def _keys(handle: ModelHandle, batches: list[RequestBatch], layer: int) -> torch.Tensor:

@@ -16,7 +16,9 @@ import json
 import logging
 import math
 import random
+from itertools import groupby
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,6 +26,7 @@ import torch
 
 from goldenlayers.data.records import EditRequest
 from goldenlayers.editing import EditError, Editor
+from goldenlayers.editing.base import Prepared
 from goldenlayers.editing.profiles import evaluation_settings
 from goldenlayers.evaluate import (METRICS, OVERALL, TEACHER_FORCED, PreEditState,
                                    compute_pre_edit, evaluate)
@@ -131,18 +134,37 @@ class CellRunner:
 
     def run(self, key: CellKey, request: EditRequest) -> CellRow:
         """Edit ``request`` alone at ``key.layer``, evaluate it, restore the weights bit for bit."""
-        if str(request.case_id) != key.case_id:
-            raise ValueError(f"cell {key.text()} given request {request.case_id!r}")
-        pre = self.pre_edit([request])
+        return self.run_batch([(key, request)])[0]
+
+    def run_batch(self, cells: Sequence[tuple[CellKey, EditRequest]]) -> list[CellRow]:
+        """Each cell as ``run`` does, with the values of consecutive cells at the same layer
+        optimised together first (``Editor.prepare``): every cell's edit starts from the same
+        weights, restored after each, so their values can be computed in one batch."""
+        for key, request in cells:
+            if str(request.case_id) != key.case_id:
+                raise ValueError(f"cell {key.text()} given request {request.case_id!r}")
+        pre = self.pre_edit([request for _, request in cells])
+        rows: list[CellRow] = []
+        for layer, group in groupby(cells, key=lambda cell: cell[0].layer):
+            group = list(group)
+            start = time.perf_counter()
+            prepared = self.editor.prepare(self.handle, [request for _, request in group], layer)
+            share = (time.perf_counter() - start) / len(group)
+            rows += [self._cell(key, request, pre, value, share)
+                     for (key, request), value in zip(group, prepared)]
+        return rows
+
+    def _cell(self, key: CellKey, request: EditRequest, pre: PreEditState, prepared: Prepared,
+              prepare_seconds: float) -> CellRow:
         metrics = list(self.metrics or TEACHER_FORCED)
         if f"{key.dataset}/{key.case_id}" in self.fluency_requests and "fluency" not in metrics:
             metrics.append("fluency")
         # the editor's profile also says how fluency is measured (easyedit: sampled, seeded)
         settings = evaluation_settings(self.editor.config_for(self.handle).profile)
         seed_everything(key.unit_seed())
-        start = time.perf_counter()
+        start = time.perf_counter() - prepare_seconds
         try:
-            with self.editor.edited(self.handle, [request], key.layer):
+            with self.editor.edited(self.handle, [request], key.layer, prepared=prepared):
                 edit_seconds = time.perf_counter() - start
                 evaluation = evaluate(self.handle, [request], pre=pre, metrics=metrics, **settings)
         except EditError as error:  # the edit was not made; the weights are unchanged
@@ -154,3 +176,23 @@ class CellRunner:
         if overall is not None:
             values[OVERALL] = overall
         return CellRow(key, values, time.perf_counter() - start, edit_seconds)
+
+
+def layer_batches(keys: Sequence[CellKey], requests_per_batch: int = 4) -> list[list[int]]:
+    """Indices of ``keys`` in batches for ``CellRunner.run_batch``: one layer's cells of at most
+    ``requests_per_batch`` consecutive requests (of one data set and split). Blocks of requests go
+    layer by layer, so each block is complete before the next starts (as in the order of
+    ``keys``), and a stopped run loses at most one batch per worker."""
+    if requests_per_batch < 1:
+        raise ValueError(f"requests_per_batch must be at least 1, not {requests_per_batch}")
+    batches: list[list[int]] = []
+    indices = range(len(keys))
+    for _, group in groupby(indices, key=lambda i: (keys[i].dataset, keys[i].split)):
+        group = list(group)
+        case_ids = list(dict.fromkeys(keys[i].case_id for i in group))
+        for start in range(0, len(case_ids), requests_per_batch):
+            block = set(case_ids[start: start + requests_per_batch])
+            in_block = [i for i in group if keys[i].case_id in block]
+            for layer in dict.fromkeys(keys[i].layer for i in in_block):
+                batches.append([i for i in in_block if keys[i].layer == layer])
+    return batches

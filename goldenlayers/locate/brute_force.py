@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from goldenlayers.editing import get_editor
-from goldenlayers.engine import CellKey, CellRunner, Grid, grid_of
+from goldenlayers.engine import CellKey, CellRunner, Grid, grid_of, layer_batches
 from goldenlayers.engine.layers import parse_layers
 from goldenlayers.evaluate import METRICS, OVERALL, TEACHER_FORCED, higher_is_better, supports
 from goldenlayers.locate.base import LayerScores, LocateError, Locator, check_positive, register
@@ -33,6 +33,7 @@ class BruteForceSettings:
     top_k: int = 5
     dataset: str = "requests"  # names the rows (CellKey.dataset)
     seed: int = 0
+    batch_requests: int = 4  # requests whose values are optimised together (same results)
 
     def __post_init__(self) -> None:
         if self.metric not in (*METRICS, OVERALL):
@@ -40,6 +41,7 @@ class BruteForceSettings:
                               f"{', '.join((*METRICS, OVERALL))}")
         parse_layers(self.layers, None)
         check_positive("top_k", self.top_k)
+        check_positive("batch_requests", self.batch_requests)
 
 
 @register
@@ -67,7 +69,9 @@ class BruteForceLocator(Locator):
         layers = parse_layers(s.layers, handle.num_layers)
         cells = [(CellKey(handle.name, s.dataset, split, s.editor, layer, str(r.case_id), s.seed), r)
                  for r in requests for layer in layers]
-        rows = [runner.run(key, request) for key, request in track(cells, f"brute force ({s.editor})")]
+        batches = layer_batches([key for key, _ in cells], s.batch_requests)
+        rows = [row for batch in track(batches, f"brute force ({s.editor}, batches of cells)")
+                for row in runner.run_batch([cells[i] for i in batch])]
         failed = [row for row in rows if row.error]
         if failed:
             log.warning("%d of %d edits failed; first: %s", len(failed), len(rows), failed[0].error)

@@ -228,3 +228,25 @@ def check_batch_fits(input_ids: torch.Tensor, limit: int | None, name: str) -> N
     if limit is not None and input_ids.shape[-1] > limit:
         raise InputError(f"a sequence of {input_ids.shape[-1]:,} tokens does not fit the "
                          f"{limit:,}-token context of {name}; shorten the prompt")
+
+
+def stack_left_padded(tokenizer, batches: Sequence[TokenBatch]) -> TokenBatch:
+    """Left-padded batches as one: each is padded further on the left to the widest, so every row
+    keeps its tokens, positions and labels, and its columns shift by the added padding."""
+    width = max(b.input_ids.shape[1] for b in batches)
+    pad_id = pad_token_id(tokenizer)
+
+    def widen(tensor: torch.Tensor, fill: int, added: int) -> torch.Tensor:
+        return torch.nn.functional.pad(tensor, (added, 0), value=fill)
+
+    parts = []
+    for b in batches:
+        added = width - b.input_ids.shape[1]
+        parts.append(TokenBatch(widen(b.input_ids, pad_id, added), widen(b.attention_mask, 0, added),
+                                widen(b.position_ids, 0, added), widen(b.labels, -100, added),
+                                torch.where(b.subject_last >= 0, b.subject_last + added,
+                                            b.subject_last),
+                                b.prompt_last + added))
+    return TokenBatch(*(torch.cat(tensors) for tensors in zip(
+        *((p.input_ids, p.attention_mask, p.position_ids, p.labels, p.subject_last, p.prompt_last)
+          for p in parts))))

@@ -4,10 +4,11 @@ A ``CellWorker`` holds one loaded model and editor and runs cells (``engine.Cell
 row depends only on its key, so neither the order of the cells nor the executor changes it. The
 driver appends every row to the results file the moment it arrives.
 
-Work is handed out a few cells of one request at a time, so a worker computes a request's
-layer-independent work (pre-edit predictions, templates, token batches) once per batch. On CPUs, one worker
-per core with one thread each beats one worker with many threads on small models; on a GPU, one
-worker per GPU.
+Work is handed out in batches of one layer's cells of a few requests (``cell_batches``): the worker
+optimises their values together (one forward and backward per step for all of them), and computes
+each request's layer-independent work (pre-edit predictions, templates, token batches) once. On
+CPUs, one worker per core with one thread each beats one worker with many threads on small models;
+on a GPU, one worker per GPU with more requests per batch.
 """
 
 from __future__ import annotations
@@ -16,12 +17,11 @@ import logging
 import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from itertools import groupby
 
 import torch
 
 from goldenlayers.data.records import EditRequest
-from goldenlayers.engine import CellKey, CellRow, CellRunner
+from goldenlayers.engine import CellKey, CellRow, CellRunner, layer_batches
 from goldenlayers.errors import GoldenLayersError
 from goldenlayers.models import ModelHandle, load_model
 from goldenlayers.progress import track
@@ -68,18 +68,13 @@ class CellWorker:
                                  spec.metrics, spec.fluency_requests)
 
     def run(self, tasks: Sequence[CellTask]) -> list[CellRow]:
-        return [self.runner.run(task.key, task.request) for task in tasks]
+        return self.runner.run_batch([(task.key, task.request) for task in tasks])
 
 
-def by_request(tasks: Sequence[CellTask], size: int = 5) -> list[list[CellTask]]:
-    """Consecutive tasks of the same request (and split), in batches of at most ``size``: a worker
-    reuses the request's pre-edit state and token batches, and a stopped run loses at most one
-    batch per worker."""
-    batches = []
-    for _, group in groupby(tasks, key=lambda t: (t.key.dataset, t.key.split, t.key.case_id)):
-        cells = list(group)
-        batches += [cells[i: i + size] for i in range(0, len(cells), size)]
-    return batches
+def cell_batches(tasks: Sequence[CellTask], requests_per_batch: int = 4) -> list[list[CellTask]]:
+    """The tasks in the engine's batches (``engine.layer_batches``)."""
+    return [[tasks[i] for i in batch]
+            for batch in layer_batches([task.key for task in tasks], requests_per_batch)]
 
 
 class LocalExecutor:
@@ -87,12 +82,16 @@ class LocalExecutor:
 
     name = "local"
 
-    def __init__(self, worker: CellWorker):
+    def __init__(self, worker: CellWorker, requests_per_batch: int = 4):
         self.worker = worker
+        self.requests_per_batch = requests_per_batch
 
     def run(self, tasks: Sequence[CellTask], on_row: OnRow) -> None:
-        for task in track(tasks, f"brute force ({self.worker.spec.editor}, request x layer)"):
-            on_row(self.worker.runner.run(task.key, task.request))
+        rows = (row for batch in cell_batches(tasks, self.requests_per_batch)
+                for row in self.worker.run(batch))
+        for row in track(rows, f"brute force ({self.worker.spec.editor}, request x layer)",
+                         total=len(tasks)):
+            on_row(row)
 
     def close(self) -> None:
         pass
@@ -110,10 +109,12 @@ class RayExecutor:
     name = "ray"
 
     def __init__(self, spec: WorkerSpec, *, workers: int | None = None, address: str | None = None,
-                 num_cpus: int | None = None, cpus_per_worker: float = 1.0):
+                 num_cpus: int | None = None, cpus_per_worker: float = 1.0,
+                 requests_per_batch: int = 4):
         import ray
 
         self._ray = ray
+        self.requests_per_batch = requests_per_batch
         self._started_here = not ray.is_initialized()
         if self._started_here:
             if address is None:
@@ -142,7 +143,7 @@ class RayExecutor:
 
     def _rows(self, tasks: Sequence[CellTask]) -> Iterator[CellRow]:
         ray = self._ray
-        batches = by_request(tasks)
+        batches = cell_batches(tasks, self.requests_per_batch)
         actor_class = ray.remote(num_cpus=self.cpus_per_worker,
                                  num_gpus=self.gpus_per_worker)(CellWorker)
         actors = [actor_class.remote(self.spec) for _ in range(min(self.workers, len(batches)))]
@@ -165,14 +166,17 @@ class RayExecutor:
 
 def make_executor(name: str, spec: WorkerSpec, handle: ModelHandle | None = None, *,
                   workers: int | None = None, address: str | None = None,
-                  num_cpus: int | None = None) -> LocalExecutor | RayExecutor:
-    """``local`` reuses ``handle`` (the driver's model); ``ray`` starts actors that load their own."""
+                  num_cpus: int | None = None,
+                  requests_per_batch: int = 4) -> LocalExecutor | RayExecutor:
+    """``local`` reuses ``handle`` (the driver's model); ``ray`` starts actors that load their own.
+    ``requests_per_batch``: see ``cell_batches``."""
     if name == "local":
-        return LocalExecutor(CellWorker(spec, handle))
+        return LocalExecutor(CellWorker(spec, handle), requests_per_batch)
     if name == "ray":
         try:
             import ray  # noqa: F401
         except ImportError:
             raise GoldenLayersError("--executor ray needs Ray: pip install 'goldenlayers[ray]'") from None
-        return RayExecutor(spec, workers=workers, address=address, num_cpus=num_cpus)
+        return RayExecutor(spec, workers=workers, address=address, num_cpus=num_cpus,
+                           requests_per_batch=requests_per_batch)
     raise GoldenLayersError(f"unknown executor {name!r}; choose one of {', '.join(EXECUTORS)}")

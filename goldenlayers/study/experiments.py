@@ -159,18 +159,19 @@ def wanted_manifest(settings: StudySettings, handle: ModelHandle,
 
 def run_study(settings: StudySettings, run_dir: str | Path, *, executor: str = "local",
               device: str = "cpu", workers: int | None = None, ray_address: str | None = None,
-              num_cpus: int | None = None) -> StudyRun:
+              num_cpus: int | None = None, requests_per_batch: int = 4) -> StudyRun:
     """Run (or resume, or extend) the study in ``run_dir``; contradicting settings are refused."""
     start = time.perf_counter()
     Path(run_dir).mkdir(parents=True, exist_ok=True)
     with run_lock(run_dir):  # a second study writing the same folder is refused, not interleaved
         return _run_locked(settings, run_dir, start, executor=executor, device=device,
-                           workers=workers, ray_address=ray_address, num_cpus=num_cpus)
+                           workers=workers, ray_address=ray_address, num_cpus=num_cpus,
+                           requests_per_batch=requests_per_batch)
 
 
 def _run_locked(settings: StudySettings, run_dir: str | Path, start: float, *, executor: str,
                 device: str, workers: int | None, ray_address: str | None,
-                num_cpus: int | None) -> StudyRun:
+                num_cpus: int | None, requests_per_batch: int) -> StudyRun:
     handle = load_model(settings.model, device=device, dtype=settings.dtype)
     plans = plan_datasets(settings)
     manifest = merged_manifest(run_dir, wanted_manifest(settings, handle, plans))
@@ -187,7 +188,7 @@ def _run_locked(settings: StudySettings, run_dir: str | Path, start: float, *, e
         spec = WorkerSpec(settings.model, settings.dtype, device, settings.editor,
                           dict(settings.editor_overrides), settings.metrics, fluency)
         runner = make_executor(executor, spec, handle, workers=workers, address=ray_address,
-                               num_cpus=num_cpus)
+                               num_cpus=num_cpus, requests_per_batch=requests_per_batch)
         try:
             runner.run(todo, folder.add_cell)
         finally:
