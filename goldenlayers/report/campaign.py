@@ -10,7 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from goldenlayers.engine import ResultsFolder
 from goldenlayers.errors import GoldenLayersError
 from goldenlayers.evaluate import OVERALL
 from goldenlayers.locate.readings import DEFAULT_READING
@@ -52,7 +51,7 @@ def load_campaign(root: str | Path) -> Campaign:
         except GoldenLayersError as error:  # nothing to analyse yet: say so, do not fail
             waiting.append(f"{folder.name}: {error}")
             continue
-        rows = ResultsFolder(folder).locate_rows()
+        rows = results.locate_rows
         for dataset in results.datasets:
             pair = Pair(str(results.manifest["model"]), dataset)
             test, proxy = results.test[dataset], results.proxy[dataset]

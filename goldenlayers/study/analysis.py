@@ -159,6 +159,7 @@ class StudyResults:
     runtimes: list[Runtime]
     editors: list[EditorRow]
     overall_note: str
+    locate_rows: tuple[LocateRow, ...] = ()  # as stored, e.g. LGA's gradient products
 
     @property
     def num_layers(self) -> int:
@@ -210,6 +211,7 @@ def analyse(run_dir: Path, manifest: dict, grids: dict[tuple[str, str, str], Gri
         editors=[editor_row(grid) for (d, split, _), grid in sorted(grids.items())
                  if split == "test" and d in datasets],
         overall_note=overall_note(),
+        locate_rows=tuple(locate_rows),
     )
 
 
