@@ -4,7 +4,7 @@
 # 10 test requests; then ROME and EMMET on SmolLM2 x CounterFact at every second layer.
 # Resumable: rerun it and every finished cell in results/<model>/*.jsonl is kept. Low priority, so
 # it can run beside other work. Extra arguments go to every `goldenlayers study` (e.g. --device cuda
-# --executor ray --workers 8 on a GPU machine).
+# --executor ray --workers 8 --batch-requests 32 on a GPU machine).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export GOLDENLAYERS_PROGRESS=${GOLDENLAYERS_PROGRESS:-0}
