@@ -16,10 +16,10 @@ import json
 import logging
 import math
 import random
-from itertools import groupby
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from itertools import groupby
 from typing import Any
 
 import torch
