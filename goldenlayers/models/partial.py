@@ -13,6 +13,7 @@ rounding. Nothing here knows an architecture: the model's own forward builds eve
 from __future__ import annotations
 
 import copy
+import inspect
 from dataclasses import dataclass
 
 import torch
@@ -36,14 +37,20 @@ def _base(handle: ModelHandle) -> nn.Module:
     return handle.model.get_submodule(handle.adapter.base_model)
 
 
+def _cache_keyword(base: nn.Module) -> str:
+    """The forward argument that takes a key/value cache: transformers 5.x renamed
+    ``past_key_values`` to ``cache`` (the old name warns, and goes in 5.40)."""
+    return "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
+
+
 def _prefix_cache(handle: ModelHandle, batch: TokenBatch, start: int):
     """Keys and values of columns [0, start) for every block (a transformers cache), or None."""
     if start == 0:
         return None
-    out = _base(handle)(input_ids=batch.input_ids[:, :start],
-                        attention_mask=batch.attention_mask[:, :start],
-                        position_ids=batch.position_ids[:, :start], use_cache=True)
-    return out.past_key_values
+    base = _base(handle)
+    out = base(input_ids=batch.input_ids[:, :start], attention_mask=batch.attention_mask[:, :start],
+               position_ids=batch.position_ids[:, :start], use_cache=True)
+    return out[_cache_keyword(base)]
 
 
 @torch.no_grad()
@@ -55,10 +62,11 @@ def resume_point(handle: ModelHandle, batch: TokenBatch, layer: int, start: int 
     pristine = _prefix_cache(handle, batch, start)
     cache = copy.deepcopy(pristine)  # the recording pass appends to it; ``pristine`` stays as is
     blocks = {str(i): handle.adapter.block(handle.model, i) for i in range(layer, handle.num_layers)}
+    base = _base(handle)
     with trace(blocks, capture_calls=True) as record:
-        _base(handle)(input_ids=batch.input_ids[:, start:], attention_mask=batch.attention_mask,
-                      position_ids=batch.position_ids[:, start:], past_key_values=cache,
-                      use_cache=cache is not None)
+        base(input_ids=batch.input_ids[:, start:], attention_mask=batch.attention_mask,
+             position_ids=batch.position_ids[:, start:], use_cache=cache is not None,
+             **{_cache_keyword(base): cache})
     calls = [(blocks[name], *_swap_cache(record.calls[name], cache, pristine)) for name in blocks]
     args, kwargs = calls[0][1], calls[0][2]
     hidden = args[0] if args else kwargs["hidden_states"]
