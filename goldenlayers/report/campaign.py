@@ -129,7 +129,9 @@ def held_out_table(campaign: Campaign) -> Table:
                  ("pair", "reading chosen elsewhere", "chosen on", "its mean regret there",
                   "layer here", "regret RwA here [95% CI]", "regret OV here [95% CI]",
                   "<= 0.02"), rows,
-                 "Empty until two pairs are complete (docs/findings.md, the rule).")
+                 "Rule 4 of docs/findings.md: the reading with the lowest mean rewrite-accuracy "
+                 "regret on the other complete pairs (ties: the earlier reading); target <= 0.02."
+                 + ("" if rows else " Empty until two pairs are complete."))
 
 
 def proxy_size_table(campaign: Campaign) -> Table:
