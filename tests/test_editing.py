@@ -21,6 +21,7 @@ from goldenlayers.models import load_model
 from goldenlayers.models.handle import greedy_continuations, hidden_states
 from goldenlayers.models.hooks import trace
 from goldenlayers.models.partial import resume_point, run_from
+from goldenlayers.models.unchanged import UnchangedWeights
 
 REQUEST = EditRequest(case_id="0", prompt="The mother tongue of Danielle Darrieux is",
                       subject="Danielle Darrieux", target_new="English", target_old="French")
@@ -69,6 +70,29 @@ def test_hooks_fire_in_the_replayed_blocks(tiny_llama):
     assert not torch.allclose(edited, run_from(tiny_llama, point))
 
 
+def test_one_recorded_pass_serves_every_layer_while_the_weights_are_unchanged(tiny_model,
+                                                                                 monkeypatch):
+    import goldenlayers.models.partial as partial
+
+    batch = tiny_model.batch(["one two three The capital of France is", "Hello"], ["Paris", "x"],
+                             padding_side="left")
+    alone = {layer: run_from(tiny_model, resume_point(tiny_model, batch, layer, 4))
+             for layer in range(tiny_model.num_layers)}
+    passes = []
+    record = partial._record
+    monkeypatch.setattr(partial, "_record", lambda *a, **k: passes.append(a) or record(*a, **k))
+    with UnchangedWeights().active():
+        for layer in range(tiny_model.num_layers):
+            assert torch.equal(run_from(tiny_model, resume_point(tiny_model, batch, layer, 4)),
+                               alone[layer])  # the same pass, so the same bits
+        for text in ("Hello there", "Good morning to you"):  # two passes more: the first one goes
+            resume_point(tiny_model, tiny_model.batch([text], padding_side="left"), 1, 0)
+        resume_point(tiny_model, batch, 1, 4)
+    assert len(passes) == 4
+    resume_point(tiny_model, batch, 1, 4)  # not active: a pass of its own
+    assert len(passes) == 5
+
+
 # --- the update formulas (updates.py) -------------------------------------------------------------
 
 
@@ -102,6 +126,14 @@ def test_emmet_with_one_request_and_no_lambda_is_r_rome():
 
 
 # --- the editors on tiny models --------------------------------------------------------------------
+
+
+def test_template_keys_of_every_layer_from_one_pass_are_the_same_tensors(tiny_model, cache):
+    rb = prepared_batch(tiny_model, REQUEST, get_editor("r-rome").config_for(tiny_model), cache)
+    alone = [template_keys(tiny_model, rb, layer) for layer in range(tiny_model.num_layers)]
+    with UnchangedWeights().active():
+        together = [template_keys(tiny_model, rb, layer) for layer in range(tiny_model.num_layers)]
+    assert all(torch.equal(a, b) for a, b in zip(alone, together))
 
 
 @pytest.mark.parametrize("name", ["tiny_gpt2", "tiny_llama"])

@@ -8,7 +8,7 @@ them, in one place. The public methods wrap it with the exact undo of restore.py
     compute(handle, requests, layer)          pure: the weights are as before afterwards
     with edited(handle, requests, layer):     edited inside, restored bit for bit on exit
     prepare(handle, requests, layer)          pure: what each request's edit alone computes from
-                                              the current weights (its v*), for all at once
+                                              the current weights (its v*, its keys), for all at once
 
 Brute force edits many requests one at a time at the same layer, each on the same weights, so
 ``prepare`` optimises all their values in one batch (values.optimise_values) and
@@ -39,7 +39,15 @@ from goldenlayers.errors import GoldenLayersError
 from goldenlayers.models.handle import ModelHandle
 
 
-Prepared = ValueResult | EditError | None  # one request's part of ``Editor.prepare``
+@dataclass(frozen=True)
+class PreparedRequest:
+    """What one request's edit alone at one layer computes from the unedited weights."""
+
+    value: ValueResult  # v* at the editor's value site
+    keys: torch.Tensor | None = None  # (n_templates, d_in) the edit matrix's template keys, if used
+
+
+Prepared = PreparedRequest | EditError | None  # one request's part of ``Editor.prepare``
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from torch import nn
 from goldenlayers.editing.batches import RequestBatch
 from goldenlayers.models.handle import ModelHandle
 from goldenlayers.models.hooks import trace
+from goldenlayers.models.unchanged import active_unchanged
 
 
 def as_float(tensor: torch.Tensor) -> torch.Tensor:
@@ -45,8 +46,36 @@ def at_subject(handle: ModelHandle, rb: RequestBatch, module: nn.Module, *, inpu
 
 
 def template_keys(handle: ModelHandle, rb: RequestBatch, layer: int) -> torch.Tensor:
-    """(n_templates, d_in): the edit matrix's input at the subject in every template; row 0 = bare."""
-    return at_subject(handle, rb, handle.adapter.edit_module(handle.model, layer), inputs=True)
+    """(n_templates, d_in): the edit matrix's input at the subject in every template; row 0 = bare.
+    While an ``UnchangedWeights`` is active, one pass gives every layer's (the same tensors)."""
+    unchanged = active_unchanged()
+    if unchanged is None:
+        return at_subject(handle, rb, handle.adapter.edit_module(handle.model, layer), inputs=True)
+    every = unchanged.kept("template keys", handle, rb.batch, (rb.n_rewrite, _positions(rb)),
+                           lambda: _template_keys_at_every_layer(handle, rb), capacity=64)
+    return every[layer]
+
+
+def _positions(rb: RequestBatch) -> tuple[int, ...]:
+    return tuple(int(p) for p in rb.subject_positions[: rb.n_rewrite])
+
+
+@torch.no_grad()
+def _template_keys_at_every_layer(handle: ModelHandle, rb: RequestBatch) -> list[torch.Tensor]:
+    rows, batch = rb.n_rewrite, rb.batch
+    modules = {str(layer): handle.adapter.edit_module(handle.model, layer)
+               for layer in range(handle.num_layers)}
+    with trace(modules, capture_inputs=True) as record:
+        handle.model.get_submodule(handle.adapter.base_model)(
+            input_ids=batch.input_ids[:rows], attention_mask=batch.attention_mask[:rows],
+            position_ids=batch.position_ids[:rows], use_cache=False)
+    index = torch.arange(rows, device=batch.input_ids.device)
+    keys = []
+    for name in modules:
+        captured = record.inputs[name]
+        captured = captured[0] if isinstance(captured, tuple) else captured
+        keys.append(as_float(captured[index, rb.subject_positions[:rows]]))
+    return keys
 
 
 def mean_key(keys: torch.Tensor) -> torch.Tensor:

@@ -14,14 +14,14 @@ from collections.abc import Iterator, Sequence
 import torch
 
 from goldenlayers.data.records import EditRequest
-from goldenlayers.editing.base import Editor, LayerUpdate, Prepared, RequestEdit
+from goldenlayers.editing.base import Editor, LayerUpdate, Prepared, PreparedRequest, RequestEdit
 from goldenlayers.editing.batches import prepared_batch
 from goldenlayers.editing.config import RomeConfig
 from goldenlayers.editing.covariance import second_moment
 from goldenlayers.editing.errors import EditError, describe
 from goldenlayers.editing.keys import compute_dtype, edit_output, mean_key, template_keys
 from goldenlayers.editing.updates import UpdateError, rank_one_update
-from goldenlayers.editing.values import ValueResult, optimise_value, values_for_requests
+from goldenlayers.editing.values import optimise_value, values_for_requests
 from goldenlayers.models.handle import ModelHandle
 
 
@@ -42,10 +42,15 @@ class RankOneEditor(Editor):
 
     def prepare(self, handle: ModelHandle, requests: Sequence[EditRequest],
                 layer: int) -> list[Prepared]:
-        """Each request's v* at the edit matrix's output, optimised together."""
-        return values_for_requests(handle, requests, layer,
-                                   handle.adapter.edit_module(handle.model, layer),
-                                   self.config_for(handle), self.cache)
+        """Each request's v* at the edit matrix's output, optimised together, and its keys."""
+        config = self.config_for(handle)
+        values = values_for_requests(handle, requests, layer,
+                                     handle.adapter.edit_module(handle.model, layer), config,
+                                     self.cache)
+        return [value if isinstance(value, EditError) else PreparedRequest(
+                    value, template_keys(handle, prepared_batch(handle, request, config, self.cache),
+                                         layer))
+                for request, value in zip(requests, values)]
 
     def _steps(self, handle: ModelHandle, requests: list[EditRequest], layer: int,
                config: RomeConfig, prepared: Prepared = None
@@ -55,13 +60,18 @@ class RankOneEditor(Editor):
             yield [update], [edit]
 
     def edit_one(self, handle: ModelHandle, request: EditRequest, layer: int, config: RomeConfig,
-                 value: ValueResult | None = None) -> tuple[LayerUpdate, RequestEdit]:
+                 prepared: PreparedRequest | None = None) -> tuple[LayerUpdate, RequestEdit]:
         """The rank-one update for one request on the current weights (which it leaves alone);
-        ``value``: its v* from ``prepare`` on these weights, else optimised here."""
+        ``prepared``: its v* and keys from ``prepare`` on these weights, else computed here."""
         rb = prepared_batch(handle, request, config, self.cache)
-        keys = template_keys(handle, rb, layer)  # (n_templates, d_in)
+        if prepared is not None and prepared.keys is not None:
+            keys = prepared.keys
+        else:
+            keys = template_keys(handle, rb, layer)  # (n_templates, d_in)
         k_star = mean_key(keys)
-        if value is None:
+        if prepared is not None:
+            value = prepared.value
+        else:
             site = handle.adapter.edit_module(handle.model, layer)
             value = optimise_value(handle, rb, layer, site, config)
         u = self.u_key(keys, config)

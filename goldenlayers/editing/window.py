@@ -23,7 +23,7 @@ from collections.abc import Iterator, Sequence
 import torch
 
 from goldenlayers.data.records import EditRequest
-from goldenlayers.editing.base import Editor, LayerUpdate, Prepared, RequestEdit
+from goldenlayers.editing.base import Editor, LayerUpdate, Prepared, PreparedRequest, RequestEdit
 from goldenlayers.editing.batches import RequestBatch, prepared_batch
 from goldenlayers.editing.config import EditConfig
 from goldenlayers.editing.covariance import SecondMoment, second_moment
@@ -51,8 +51,10 @@ class WindowEditor(Editor):
     def prepare(self, handle: ModelHandle, requests: Sequence[EditRequest],
                 layer: int) -> list[Prepared]:
         """Each request's z at the output of the window's top block, optimised together."""
-        return values_for_requests(handle, requests, layer, handle.adapter.block(handle.model, layer),
-                                   self.config_for(handle), self.cache)
+        values = values_for_requests(handle, requests, layer,
+                                     handle.adapter.block(handle.model, layer),
+                                     self.config_for(handle), self.cache)
+        return [v if isinstance(v, EditError) else PreparedRequest(v) for v in values]
 
     def _steps(self, handle: ModelHandle, requests: list[EditRequest], layer: int,
                config: EditConfig, prepared: Prepared = None
@@ -60,7 +62,7 @@ class WindowEditor(Editor):
         layers = self.layers_for(handle, layer)
         top = layers[-1]
         batches = [prepared_batch(handle, request, config, self.cache) for request in requests]
-        values = [prepared] if prepared is not None else self._values(handle, requests, top)
+        values = [prepared.value] if prepared is not None else self._values(handle, requests, top)
         targets = torch.stack([v.value for v in values], dim=1)  # z (d_model, E)
         # every layer's statistics of the unedited model, before the lower layers change
         moments = [second_moment(handle, current, config.mom2_n_samples, config.mom2_text_tokens,
@@ -89,7 +91,7 @@ class WindowEditor(Editor):
         for value in values:
             if isinstance(value, EditError):
                 raise value
-        return values  # type: ignore[return-value]
+        return [value.value for value in values]  # type: ignore[union-attr]
 
     @staticmethod
     def _keys(handle: ModelHandle, batches: list[RequestBatch], layer: int) -> torch.Tensor:

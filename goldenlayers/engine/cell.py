@@ -31,6 +31,7 @@ from goldenlayers.editing.profiles import evaluation_settings
 from goldenlayers.evaluate import (METRICS, OVERALL, TEACHER_FORCED, PreEditState,
                                    compute_pre_edit, evaluate)
 from goldenlayers.models.handle import ModelHandle
+from goldenlayers.models.unchanged import UnchangedWeights
 
 log = logging.getLogger(__name__)
 
@@ -115,13 +116,17 @@ def seed_everything(seed: int) -> None:
 @dataclass
 class CellRunner:
     """Runs cells on one loaded model with one editor; remembers each request's pre-edit state
-    (the unedited model's locality predictions), computed once per request before its first edit."""
+    (the unedited model's locality predictions), computed once per request before its first edit,
+    and the unedited passes over a batch of requests that their values start from at every layer.
+    Both rest on the runner owning the model's weights: every cell restores them bit for bit, and
+    nothing else may change them while the runner is in use."""
 
     handle: ModelHandle
     editor: Editor
     metrics: tuple[str, ...] | None = None  # None: the teacher-forced ones
     fluency_requests: frozenset[str] = frozenset()  # "data set/case id" of those that get fluency
     _pre: PreEditState | None = field(default=None, repr=False)
+    _unchanged: UnchangedWeights = field(default_factory=UnchangedWeights, repr=False)
 
     def pre_edit(self, requests: list[EditRequest]) -> PreEditState:
         """The pre-edit state of ``requests``, computing only the ones not seen yet. Must be
@@ -148,7 +153,9 @@ class CellRunner:
         for layer, group in groupby(cells, key=lambda cell: cell[0].layer):
             group = list(group)
             start = time.perf_counter()
-            prepared = self.editor.prepare(self.handle, [request for _, request in group], layer)
+            with self._unchanged.active():  # no edit is in place between cells
+                prepared = self.editor.prepare(self.handle, [request for _, request in group],
+                                               layer)
             share = (time.perf_counter() - start) / len(group)
             rows += [self._cell(key, request, pre, value, share)
                      for (key, request), value in zip(group, prepared)]

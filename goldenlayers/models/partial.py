@@ -8,6 +8,9 @@ It records how each block from ``layer`` up was called (attention masks, rotary 
 cache). ``run_from`` then replays just those blocks on just those columns, so hooks placed on them
 with ``trace`` fire as in a full forward pass, and the result equals the full pass's up to float
 rounding. Nothing here knows an architecture: the model's own forward builds every argument.
+
+The pass that ``resume_point`` records runs every block, so one pass can serve every layer: while
+an ``UnchangedWeights`` (models/unchanged.py) is active, it records every block once per batch.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from torch import nn
 from goldenlayers.models.handle import ModelHandle
 from goldenlayers.models.hooks import trace
 from goldenlayers.models.tokens import TokenBatch
+from goldenlayers.models.unchanged import active_unchanged
 
 
 @dataclass
@@ -55,22 +59,48 @@ def _prefix_cache(handle: ModelHandle, batch: TokenBatch, start: int):
 
 @torch.no_grad()
 def resume_point(handle: ModelHandle, batch: TokenBatch, layer: int, start: int = 0) -> ResumePoint:
-    """Run everything that cannot depend on block ``layer`` at columns >= ``start``, once."""
+    """Run everything that cannot depend on block ``layer`` at columns >= ``start``, once (or take
+    it from the active ``UnchangedWeights``)."""
     handle.adapter.check_layer(handle.model, layer)
     if not 0 <= start < batch.input_ids.shape[1]:
         raise ValueError(f"start column {start} is outside the batch's {batch.input_ids.shape[1]} columns")
+    unchanged = active_unchanged()
+    if unchanged is None:
+        return _record(handle, batch, start, first_block=layer).at(layer)
+    # brute force goes layer by layer through one batch of requests, then the next: keep two
+    return unchanged.kept("pass", handle, batch, start,
+                          lambda: _record(handle, batch, start, first_block=0), capacity=2).at(layer)
+
+
+@dataclass(frozen=True)
+class _RecordedPass:
+    start: int
+    first_block: int
+    calls: list[tuple[nn.Module, tuple, dict]]  # blocks first_block..L-1 with their arguments
+    cache: object | None
+
+    def at(self, layer: int) -> ResumePoint:
+        calls = self.calls[layer - self.first_block:]
+        args, kwargs = calls[0][1], calls[0][2]
+        hidden = args[0] if args else kwargs["hidden_states"]
+        return ResumePoint(layer=layer, start=self.start, hidden=hidden, calls=calls,
+                           cache=self.cache)
+
+
+def _record(handle: ModelHandle, batch: TokenBatch, start: int, first_block: int) -> _RecordedPass:
+    """One pass over the batch (the columns before ``start`` into a cache first), recording how
+    blocks ``first_block``..L-1 were called."""
     pristine = _prefix_cache(handle, batch, start)
     cache = copy.deepcopy(pristine)  # the recording pass appends to it; ``pristine`` stays as is
-    blocks = {str(i): handle.adapter.block(handle.model, i) for i in range(layer, handle.num_layers)}
+    blocks = {str(i): handle.adapter.block(handle.model, i)
+              for i in range(first_block, handle.num_layers)}
     base = _base(handle)
     with trace(blocks, capture_calls=True) as record:
         base(input_ids=batch.input_ids[:, start:], attention_mask=batch.attention_mask,
              position_ids=batch.position_ids[:, start:], use_cache=cache is not None,
              **{_cache_keyword(base): cache})
     calls = [(blocks[name], *_swap_cache(record.calls[name], cache, pristine)) for name in blocks]
-    args, kwargs = calls[0][1], calls[0][2]
-    hidden = args[0] if args else kwargs["hidden_states"]
-    return ResumePoint(layer=layer, start=start, hidden=hidden, calls=calls, cache=pristine)
+    return _RecordedPass(start, first_block, calls, pristine)
 
 
 def _swap_cache(call: tuple[tuple, dict], old, new) -> tuple[tuple, dict]:
