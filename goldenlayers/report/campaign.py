@@ -141,7 +141,9 @@ def proxy_size_table(campaign: Campaign) -> Table:
     return Table(f"Proxy-size curve of the default reading ({DEFAULT_READING.name})",
                  ("pair", "proxy requests", "resamples", "layer: times picked",
                   "mean regret RwA over resamples [95% CI]"), rows,
-                 "draws without replacement from the proxy and pool requests (disjoint from test).")
+                 "draws without replacement from the proxy and pool requests (disjoint from test); "
+                 "a size equal to all of them draws the same set every time, so its interval is a "
+                 "single value, not a measure of spread.")
 
 
 def runtime_table(campaign: Campaign) -> Table:
