@@ -27,22 +27,33 @@ def compute_dtype(handle: ModelHandle) -> torch.dtype:
     return torch.float64 if next(handle.model.parameters()).dtype == torch.float64 else torch.float32
 
 
-@torch.no_grad()
 def at_subject(handle: ModelHandle, rb: RequestBatch, module: nn.Module, *, inputs: bool,
                rows: int | None = None) -> torch.Tensor:
     """The input (or output) of ``module`` at the subject's last token of the first ``rows`` rows
     (default: every template row), as float32 or float64 (rows, d). The forward stops after ``module``."""
+    return _at_subject_of(handle, rb, {"site": module}, inputs=inputs, rows=rows,
+                          stop_after="site")["site"]
+
+
+@torch.no_grad()
+def _at_subject_of(handle: ModelHandle, rb: RequestBatch, modules: dict[str, nn.Module], *,
+                   inputs: bool, rows: int | None = None,
+                   stop_after: str | None = None) -> dict[str, torch.Tensor]:
+    """``at_subject`` for several modules in one forward."""
     rows = rb.n_rewrite if rows is None else rows
     batch = rb.batch
-    with trace({"site": module}, capture_inputs=inputs, capture_outputs=not inputs,
-               stop_after="site") as record:
+    with trace(modules, capture_inputs=inputs, capture_outputs=not inputs,
+               stop_after=stop_after) as record:
         handle.model.get_submodule(handle.adapter.base_model)(
             input_ids=batch.input_ids[:rows], attention_mask=batch.attention_mask[:rows],
             position_ids=batch.position_ids[:rows], use_cache=False)
-    captured = record.inputs["site"] if inputs else record.outputs["site"]
-    captured = captured[0] if isinstance(captured, tuple) else captured
-    index = torch.arange(rows, device=captured.device)
-    return as_float(captured[index, rb.subject_positions[:rows]])
+    index = torch.arange(rows, device=batch.input_ids.device)
+    found = {}
+    for name in modules:
+        captured = record.inputs[name] if inputs else record.outputs[name]
+        captured = captured[0] if isinstance(captured, tuple) else captured
+        found[name] = as_float(captured[index, rb.subject_positions[:rows]])
+    return found
 
 
 def template_keys(handle: ModelHandle, rb: RequestBatch, layer: int) -> torch.Tensor:
@@ -60,22 +71,10 @@ def _positions(rb: RequestBatch) -> tuple[int, ...]:
     return tuple(int(p) for p in rb.subject_positions[: rb.n_rewrite])
 
 
-@torch.no_grad()
 def _template_keys_at_every_layer(handle: ModelHandle, rb: RequestBatch) -> list[torch.Tensor]:
-    rows, batch = rb.n_rewrite, rb.batch
     modules = {str(layer): handle.adapter.edit_module(handle.model, layer)
                for layer in range(handle.num_layers)}
-    with trace(modules, capture_inputs=True) as record:
-        handle.model.get_submodule(handle.adapter.base_model)(
-            input_ids=batch.input_ids[:rows], attention_mask=batch.attention_mask[:rows],
-            position_ids=batch.position_ids[:rows], use_cache=False)
-    index = torch.arange(rows, device=batch.input_ids.device)
-    keys = []
-    for name in modules:
-        captured = record.inputs[name]
-        captured = captured[0] if isinstance(captured, tuple) else captured
-        keys.append(as_float(captured[index, rb.subject_positions[:rows]]))
-    return keys
+    return list(_at_subject_of(handle, rb, modules, inputs=True).values())
 
 
 def mean_key(keys: torch.Tensor) -> torch.Tensor:
