@@ -287,6 +287,7 @@ def test_campaign_report_chooses_each_pairs_reading_on_the_other_pairs(local_run
 
     from goldenlayers.cli import app
     from goldenlayers.report.campaign import load_campaign
+    from goldenlayers.study.lga_readings import default_choice
 
     run_dir, _ = local_run
     shutil.copytree(run_dir, tmp_path / "results" / "tiny-llama",
@@ -301,10 +302,18 @@ def test_campaign_report_chooses_each_pairs_reading_on_the_other_pairs(local_run
         assert choice.mean_regret_elsewhere == best.regret["rewrite_accuracy"].mean
         here = next(r for r in by_pair[choice.pair] if r.reading == choice.reading)
         assert choice.regret == here.regret and choice.layer == here.layer
+    assert campaign.default is None  # rule 5 waits for three complete pairs
+    choice = default_choice(by_pair, min_pairs=2)
+    mean_of = {name: sum(next(r for r in by_pair[p] if r.reading == name).regret[
+        "rewrite_accuracy"].mean for p in by_pair) / 2 for name in (r.reading for r in by_pair[
+            campaign.pairs[0].pair])}
+    assert choice.mean_regret == pytest.approx(min(mean_of.values()))
+    assert choice.reading == min(mean_of, key=mean_of.get)  # ties: the earlier reading
     result = CliRunner().invoke(app, ["report", str(tmp_path / "results"), "--out",
                                       str(tmp_path / "out")])
     assert result.exit_code == 0, result.output
     text = (tmp_path / "out" / "campaign.md").read_text()
+    assert "Rule 5" in text and "needs three complete pairs" in text
     assert "Held out" in text and "tiny-llama x zsre" in text and "Proxy-size curve" in text
     assert (tmp_path / "out" / "tiny-llama" / "report.md").exists()
 

@@ -16,9 +16,9 @@ from goldenlayers.locate.readings import DEFAULT_READING
 from goldenlayers.report.render import markdown_table
 from goldenlayers.report.tables import Table, fmt, fmt_interval, fmt_p
 from goldenlayers.study.analysis import PRIMARY, StudyResults, load_results
-from goldenlayers.study.lga_readings import (HeldOutChoice, Pair, ProxySizePoint, ReadingRegret,
-                                             held_out, proxy_size_curve, reading_regrets,
-                                             stored_products)
+from goldenlayers.study.lga_readings import (DefaultChoice, HeldOutChoice, Pair, ProxySizePoint,
+                                             ReadingRegret, default_choice, held_out,
+                                             proxy_size_curve, reading_regrets, stored_products)
 from goldenlayers.study.store import MANIFEST
 
 
@@ -36,6 +36,7 @@ class Campaign:
     root: Path
     pairs: list[PairResult]
     held_out: list[HeldOutChoice]
+    default: DefaultChoice | None  # rule 5, from three complete pairs on
     waiting: list[str]  # model folders with no data set that has both proxy and test cells yet
 
 
@@ -64,7 +65,7 @@ def load_campaign(root: str | Path) -> Campaign:
                      if products else [])
             pairs.append(PairResult(pair, results, complete, readings, curve))
     complete = {p.pair: p.readings for p in pairs if p.complete and p.readings}
-    return Campaign(Path(root), pairs, held_out(complete), waiting)
+    return Campaign(Path(root), pairs, held_out(complete), default_choice(complete), waiting)
 
 
 def pair_table(campaign: Campaign) -> Table:
@@ -134,6 +135,21 @@ def held_out_table(campaign: Campaign) -> Table:
                  + ("" if rows else " Empty until two pairs are complete."))
 
 
+def default_table(campaign: Campaign) -> Table:
+    choice = campaign.default
+    rows = () if choice is None else tuple(
+        (str(r.pair), r.reading, str(r.layer), fmt_interval(r.regret.get(PRIMARY)),
+         fmt_interval(r.regret.get(OVERALL))) for r in choice.on_each)
+    return Table("Rule 5: the reading chosen on every complete pair (locate's default)",
+                 ("pair", "reading", "layer", "regret RwA [95% CI]", "regret OV [95% CI]"), rows,
+                 ("Not chosen yet: rule 5 needs three complete pairs; locate's default stays "
+                  f"{DEFAULT_READING.name}." if choice is None else
+                  f"Mean rewrite-accuracy regret {fmt(choice.mean_regret)} over the "
+                  f"{len(choice.chosen_on)} pairs it was chosen on. These regrets are in-sample "
+                  "(the reading was chosen on these very test sets); the held-out table is the "
+                  "estimate of how it does on a pair it was not chosen on."))
+
+
 def proxy_size_table(campaign: Campaign) -> Table:
     rows = tuple((str(pt.pair), str(pt.size), str(pt.resamples),
                   ", ".join(f"{layer}: {count}" for layer, count in pt.layers.items()),
@@ -171,7 +187,8 @@ def write_campaign_report(root: str | Path, out_dir: str | Path) -> Path:
     for folder in study_folders(root):
         if not any(w.startswith(f"{folder.name}:") for w in campaign.waiting):
             write_report(folder, out / folder.name)
-    tables = [pair_table(campaign), held_out_table(campaign), *readings_table(campaign),
+    tables = [pair_table(campaign), held_out_table(campaign), default_table(campaign),
+              *readings_table(campaign),
               proxy_size_table(campaign), runtime_table(campaign)]
     complete = sum(p.complete for p in campaign.pairs)
     lines = [f"# Campaign: {len(campaign.pairs)} pairs ({complete} complete)", "",

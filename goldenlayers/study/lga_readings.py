@@ -46,6 +46,17 @@ class ReadingRegret:
 
 
 @dataclass(frozen=True)
+class DefaultChoice:
+    """Rule 5 of docs/findings.md: the reading with the lowest mean regret over every complete
+    pair, which becomes ``locate``'s default; its regrets here are in-sample."""
+
+    reading: str
+    chosen_on: tuple[Pair, ...]
+    mean_regret: float
+    on_each: tuple[ReadingRegret, ...]  # the reading on each pair it was chosen on
+
+
+@dataclass(frozen=True)
 class HeldOutChoice:
     """The reading chosen for ``pair`` on the other pairs, and its regret on ``pair``."""
 
@@ -130,6 +141,17 @@ def held_out(by_pair: Mapping[Pair, Sequence[ReadingRegret]],
         here = next(r for r in by_pair[pair] if r.reading == name)
         out.append(HeldOutChoice(pair, name, tuple(others), elsewhere, here.layer, here.regret))
     return out
+
+
+def default_choice(by_pair: Mapping[Pair, Sequence[ReadingRegret]], min_pairs: int = 3,
+                   metric: str = "rewrite_accuracy") -> DefaultChoice | None:
+    """The reading chosen on all pairs (rule 5), once there are ``min_pairs`` of them."""
+    pairs = sorted(by_pair)
+    if len(pairs) < min_pairs:
+        return None
+    name, mean = choose_reading(by_pair, pairs, metric)
+    return DefaultChoice(name, tuple(pairs), mean,
+                         tuple(next(r for r in by_pair[p] if r.reading == name) for p in pairs))
 
 
 def proxy_size_curve(pair: Pair, test: Grid, proxy: Sequence[GradientProducts],
