@@ -7,6 +7,7 @@ rounding alone).
 
 import json
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -17,7 +18,7 @@ from goldenlayers.locate import LayerScores, LocateError, get_locator
 from goldenlayers.locate.fences import excluded_layers, golden_layer, rank_layers, tukey_fences
 from goldenlayers.locate.answers import first_word, old_answers
 from goldenlayers.locate.lga import batch_inner_products, compute_products, gram_inner_products
-from goldenlayers.locate.readings import DEFAULT_READING, LGAReading, reading_layer
+from goldenlayers.locate.readings import DEFAULT_READING, reading_layer
 from goldenlayers.models import load_model
 from goldenlayers.models.handle import greedy_continuations, target_nll
 
@@ -120,7 +121,7 @@ def test_result_sums_the_per_request_contributions_and_picks_the_kept_argmax(tin
     assert scores.seconds > 0 and scores.settings["batch_size"] == 2
     cosine = get_locator("lga", similarity="cosine").locate(tiny_gpt2, requests)
     assert all(abs(v) <= 1 + 1e-9 for row in cosine.per_request for v in row)
-    assert cosine.reading == "edit-matrix/dataset/cosine/sum/k1/argmax"
+    assert cosine.reading == "mlp/greedy/cosine/sum/k1/argmax"
     assert LayerScores.from_dict(scores.to_dict()) == scores
     assert LayerScores.from_dict(json.loads(scores.to_json())) == scores  # stability's int keys
 
@@ -132,7 +133,7 @@ def test_missing_old_answers_use_the_greedy_answer_and_say_so(tiny_llama):
     assert answers == [requests[0].target_old, requests[1].target_old,
                        first_word(greedy)]
     assert notes and "1 of 3 requests have no old answer" in notes[0]
-    scores = get_locator("lga").locate(tiny_llama, requests)
+    scores = get_locator("lga", old_answer="dataset").locate(tiny_llama, requests)
     assert "1 of 3 requests have no old answer" in scores.notes[0]
     assert len(scores.per_request) == (3 if answers[2] else 2)
 
@@ -140,15 +141,15 @@ def test_missing_old_answers_use_the_greedy_answer_and_say_so(tiny_llama):
 def test_default_reading_of_the_products_is_the_locators_golden_layer(tiny_gpt2):
     requests = _requests(5)
     located = get_locator("lga", batch_size=2).locate(tiny_gpt2, requests)
-    products = compute_products(tiny_gpt2, requests, ("edit-matrix",), ("dataset",), batch_size=2)
-    assert [(p.weights, p.old_answer) for p in products] == [("edit-matrix", "dataset")]
+    products = compute_products(tiny_gpt2, requests, ("mlp",), ("greedy",), batch_size=2)
+    assert [(p.weights, p.old_answer) for p in products] == [("mlp", "greedy")]
     assert reading_layer(products[0], DEFAULT_READING) == located.golden_layer
     assert products[0].inner.tolist() == located.per_request
     assert located.reading == DEFAULT_READING.name
     assert sum(located.stability.win_share.values()) == pytest.approx(1.0)
     assert located.stability.resamples == 1000 and located.stability.seed == 0
     votes = get_locator("lga", combine="votes").locate(tiny_gpt2, requests)
-    assert votes.golden_layer == reading_layer(products[0], LGAReading(combine="votes"))
+    assert votes.golden_layer == reading_layer(products[0], replace(DEFAULT_READING, combine="votes"))
     assert votes.ranking()[0] == votes.golden_layer  # scores are votes: the most is best
 
 

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from goldenlayers.locate import LocateError
-from goldenlayers.locate.readings import (DEFAULT_READING, GradientProducts, LGAReading,
-                                          all_readings, layer_stability, products_for,
+from goldenlayers.locate.readings import (DEFAULT_READING, PREREGISTERED_READING, GradientProducts,
+                                          LGAReading, all_readings, layer_stability, products_for,
                                           reading_layer, reading_scores, similarity_matrix)
 
 # Four requests, five layers. Request 0 is loud and likes layer 2; requests 1 and 2 like layer 3;
@@ -30,7 +30,7 @@ def products(weights="edit-matrix", old_answer="dataset") -> GradientProducts:
 
 
 def reading(**choices) -> LGAReading:
-    return LGAReading(**{**vars(DEFAULT_READING), **choices})
+    return LGAReading(**{**vars(PREREGISTERED_READING), **choices})
 
 
 @pytest.mark.parametrize("choices, layer", [
@@ -82,7 +82,8 @@ def test_a_reading_needs_products_of_its_weights_and_old_answer():
 
 
 def test_reading_names_are_stable_and_parse_back():
-    assert DEFAULT_READING.name == "edit-matrix/dataset/raw/sum/k1/argmax"
+    assert PREREGISTERED_READING.name == "edit-matrix/dataset/raw/sum/k1/argmax"
+    assert DEFAULT_READING.name == "mlp/greedy/raw/sum/k1/argmax"  # rule 5, docs/findings.md
     assert reading(fence_k=1.5, combine="votes").name == "edit-matrix/dataset/raw/votes/k1.5/argmax"
     assert reading(fence_k=None, weights="mlp").name == "mlp/dataset/raw/sum/nofence/argmax"
     everything = all_readings()

@@ -33,20 +33,21 @@ def test_locate_writes_every_key_the_issue_names(tmp_path):
     assert sum(stability["win_share"].values()) == pytest.approx(1.0)
     assert set(stability["win_share"]) <= {str(layer) for layer in range(4)}
     assert "bootstrap resamples of the 4 requests: layer" in result.output
-    assert data["reading"] == "edit-matrix/dataset/raw/sum/k1/argmax"
+    assert data["reading"] == "mlp/greedy/raw/sum/k1/argmax"
 
 
 def test_locate_takes_the_lga_reading_options(tmp_path):
     out = tmp_path / "out.json"
     result = runner.invoke(app, ["locate", "--model", "tiny-gpt2", "--proxy", "3", "--json", str(out),
-                                 "--old-answer", "greedy", "--similarity", "cosine", "--combine",
+                                 "--weights", "edit-matrix", "--old-answer", "dataset",
+                                 "--similarity", "cosine", "--combine",
                                  "votes", "--fence-k", "-1", "--seed", "2"])
     assert result.exit_code == 0, result.output
     data = json.loads(out.read_text())
-    assert data["reading"] == "edit-matrix/greedy/cosine/votes/nofence/argmax"
+    assert data["reading"] == "edit-matrix/dataset/cosine/votes/nofence/argmax"  # not the default
     assert data["stability"]["seed"] == 2 and data["excluded"] == []
     assert sum(data["scores"]) == len(data["per_request"])  # one vote per request
-    assert "reading: edit-matrix/greedy/cosine/votes/nofence/argmax" in result.output
+    assert "reading: edit-matrix/dataset/cosine/votes/nofence/argmax" in result.output
 
 
 def test_locate_rejects_an_unknown_method_in_one_line(tmp_path):

@@ -153,8 +153,12 @@ class LGAReading:
         return self.name
 
 
-# The reading LGASettings and `goldenlayers locate` default to; experiments will choose it.
-DEFAULT_READING = LGAReading()
+# The reading fixed before the evidence campaign's first cell, reported beside the chosen one.
+PREREGISTERED_READING = LGAReading()
+# The reading LGASettings and `goldenlayers locate` default to: chosen by rule 5 of docs/findings.md
+# (the lowest mean regret over every complete campaign pair; three SmolLM2 pairs on 2026-12-02).
+# Every MLP matrix's gradient, against the model's own greedy answer.
+DEFAULT_READING = LGAReading(weights="mlp", old_answer="greedy")
 
 
 def all_readings(fence_ks: Sequence[float | None] = FENCE_KS) -> list[LGAReading]:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from goldenlayers.errors import GoldenLayersError
 from goldenlayers.evaluate import OVERALL
-from goldenlayers.locate.readings import DEFAULT_READING
+from goldenlayers.locate.readings import DEFAULT_READING, PREREGISTERED_READING
 from goldenlayers.report.render import markdown_table
 from goldenlayers.report.tables import Table, fmt, fmt_interval, fmt_p
 from goldenlayers.study.analysis import PRIMARY, StudyResults, load_results
@@ -61,8 +61,9 @@ def load_campaign(root: str | Path) -> Campaign:
                         and len(test.layers) == results.num_layers == len(proxy.layers))
             products = stored_products(rows, dataset, "proxy")
             readings = reading_regrets(pair, test, products) if products else []
-            curve = (proxy_size_curve(pair, test, products, stored_products(rows, dataset, "pool"))
-                     if products else [])
+            pool = stored_products(rows, dataset, "pool")
+            curve = [point for reading in dict.fromkeys((PREREGISTERED_READING, DEFAULT_READING))
+                     for point in proxy_size_curve(pair, test, products, pool, reading)] if products else []
             pairs.append(PairResult(pair, results, complete, readings, curve))
     complete = {p.pair: p.readings for p in pairs if p.complete and p.readings}
     return Campaign(Path(root), pairs, held_out(complete), default_choice(complete), waiting)
@@ -75,7 +76,7 @@ def pair_table(campaign: Campaign) -> Table:
         test = r.test[d]
         golden = test.golden_layer(PRIMARY)
         by_selector = {s.selector: s for s in r.selection if s.dataset == d}
-        default = next((x for x in p.readings if x.reading == DEFAULT_READING.name), None)
+        default = next((x for x in p.readings if x.reading == PREREGISTERED_READING.name), None)
         cma = next((a for a in r.agreement if a.dataset == d and a.method == "cma"), None)
         table1 = next((t for t in r.table1 if t.dataset == d and t.metric == PRIMARY), None)
         rows.append((str(p.pair), f"{len(r.proxy[d].case_ids)} / {len(test.case_ids)}",
@@ -93,9 +94,11 @@ def pair_table(campaign: Campaign) -> Table:
     return Table("Per pair: the brute-force golden layer and each selector's regret (test rewrite "
                  "accuracy)",
                  ("pair", "n proxy / test", "layers", "BF golden (RwA [95% CI])",
-                  "LGA default: layer, regret [95% CI]", "CMA: layer, regret", "BF proxy: layer, regret",
+                  "LGA, reading fixed beforehand: layer, regret [95% CI]", "CMA: layer, regret", "BF proxy: layer, regret",
                   "sample-wise optimal − golden [95% CI], paired p, detectable (80% power)"),
-                 tuple(rows), f"LGA default = {DEFAULT_READING.name}. Regret = the test golden "
+                 tuple(rows), f"LGA's reading fixed before the first cell = "
+                 f"{PREREGISTERED_READING.name} (out of sample on every pair; locate's default now is "
+                 f"{DEFAULT_READING.name}, see rule 5). Regret = the test golden "
                  "layer's mean minus the selected layer's, bootstrap 95% interval over test "
                  "requests. 'in progress': not every planned request has every layer yet.")
 
@@ -106,8 +109,8 @@ def readings_table(campaign: Campaign, top: int = 8) -> list[Table]:
         if not p.readings:
             continue
         ranked = sorted(p.readings, key=lambda x: (x.regret[PRIMARY].mean, p.readings.index(x)))
-        shown = ranked[:top] + [x for x in p.readings if x.reading == DEFAULT_READING.name
-                                and x not in ranked[:top]]
+        shown = ranked[:top] + [x for x in p.readings if x not in ranked[:top] and x.reading in
+                                (PREREGISTERED_READING.name, DEFAULT_READING.name)]
         rows = tuple((x.reading, str(x.layer), fmt_interval(x.regret.get(PRIMARY)),
                       fmt_interval(x.regret.get(OVERALL))) for x in shown)
         zero = sum(1 for x in p.readings if x.regret[PRIMARY].mean <= 0.02)
@@ -142,8 +145,8 @@ def default_table(campaign: Campaign) -> Table:
          fmt_interval(r.regret.get(OVERALL))) for r in choice.on_each)
     return Table("Rule 5: the reading chosen on every complete pair (locate's default)",
                  ("pair", "reading", "layer", "regret RwA [95% CI]", "regret OV [95% CI]"), rows,
-                 ("Not chosen yet: rule 5 needs three complete pairs; locate's default stays "
-                  f"{DEFAULT_READING.name}." if choice is None else
+                 (f"Not chosen from these results: rule 5 needs three complete pairs (locate's "
+                  f"default is {DEFAULT_READING.name})." if choice is None else
                   f"Mean rewrite-accuracy regret {fmt(choice.mean_regret)} over the "
                   f"{len(choice.chosen_on)} pairs it was chosen on. These regrets are in-sample "
                   "(the reading was chosen on these very test sets); the held-out table is the "
@@ -151,11 +154,11 @@ def default_table(campaign: Campaign) -> Table:
 
 
 def proxy_size_table(campaign: Campaign) -> Table:
-    rows = tuple((str(pt.pair), str(pt.size), str(pt.resamples),
+    rows = tuple((str(pt.pair), pt.reading, str(pt.size), str(pt.resamples),
                   ", ".join(f"{layer}: {count}" for layer, count in pt.layers.items()),
                   fmt_interval(pt.regret)) for p in campaign.pairs for pt in p.proxy_size)
-    return Table(f"Proxy-size curve of the default reading ({DEFAULT_READING.name})",
-                 ("pair", "proxy requests", "resamples", "layer: times picked",
+    return Table("Proxy-size curve of the reading fixed beforehand and of locate's default",
+                 ("pair", "reading", "proxy requests", "resamples", "layer: times picked",
                   "mean regret RwA over resamples [95% CI]"), rows,
                  "draws without replacement from the proxy and pool requests (disjoint from test); "
                  "a size equal to all of them draws the same set every time, so its interval is a "
@@ -174,7 +177,7 @@ def runtime_table(campaign: Campaign) -> Table:
                      f"{fmt(r.proxy[d].seconds / max(cells, 1), 1)} s each)"))
     return Table("Runtimes on the proxy set (seconds, wall time on the machine that ran them)",
                  ("pair", "LGA", "CMA", "brute force, every layer"), tuple(rows),
-                 "LGA: the default reading's one pass; CMA: every proxy fact; brute force: the sum of "
+                 "LGA: the study's LGA locator, one pass (the default reading when it ran); CMA: every proxy fact; brute force: the sum of "
                  "its cells. Machines and load differ between runs: compare within a row.")
 
 
