@@ -324,12 +324,16 @@ def parse_layer(text: str, handle, data: str | None = None) -> int:
     CounterFact: golden layers depend on the model, not the data set) and caches the answer per
     model fingerprint, data set and settings, so it costs one LGA pass per model.
     """
-    from goldenlayers.app.locate_job import golden_layer_cached
+    from goldenlayers.app.locate_job import layer_scores_cached
     from goldenlayers.data import BUNDLED
 
     if text.strip().lower() == "auto":
         located_on = data if data in BUNDLED else "counterfact"
-        layer = golden_layer_cached(handle, located_on)
+        scores = layer_scores_cached(handle, located_on, method="lga")
+        layer = scores.golden_layer
+        if layer is None:
+            raise GoldenLayersError(f"--layer auto: LGA names no layer for {handle.name} on "
+                                    f"{located_on} ({scores.notes[-1]}); give --layer N")
         console.print(f"--layer auto: the LGA golden layer of {handle.name} on {located_on} is {layer}")
         return layer
     try:

@@ -153,6 +153,21 @@ def test_default_reading_of_the_products_is_the_locators_golden_layer(tiny_gpt2)
     assert votes.ranking()[0] == votes.golden_layer  # scores are votes: the most is best
 
 
+def test_lga_names_no_layer_when_no_request_has_an_old_answer(tiny_gpt2, monkeypatch):
+    import goldenlayers.locate.lga as lga_module
+
+    requests = _requests(3)  # as a model that ends every prompt at once: no greedy first word
+    monkeypatch.setattr(lga_module, "greedy_answers", lambda handle, reqs, tokens: [""] * len(reqs))
+    scores = get_locator("lga", old_answer="greedy").locate(tiny_gpt2, requests)
+    assert scores.golden_layer is None and scores.scores == [] and scores.top_k == []
+    assert scores.notes == ["not applicable: none of the 3 requests has an old answer (the first "
+                            "word of the model's greedy continuation) to compare the new target "
+                            "with; no golden layer (--old-answer dataset reads the old answers "
+                            "another way)"]
+    assert LayerScores.from_dict(json.loads(scores.to_json())) == scores
+    assert get_locator("lga", old_answer="dataset").locate(tiny_gpt2, requests).golden_layer is not None
+
+
 def test_greedy_old_answer_is_the_models_own_prediction(tiny_llama):
     requests = _requests(4)  # every request has a data-set old answer
     greedy = [first_word(text) for text in

@@ -8,6 +8,7 @@ from typer.testing import CliRunner
 from goldenlayers.app.locate_job import golden_layer_cached, layer_scores_cached, proxy_split
 from goldenlayers.app.render import bar, layer_table, stability_line
 from goldenlayers.cli import app
+from goldenlayers.errors import GoldenLayersError
 from goldenlayers.locate import LocateError
 from goldenlayers.locate import lga as lga_module
 
@@ -125,3 +126,15 @@ def test_edit_layer_auto_edits_at_the_cached_lga_golden_layer(tmp_path, monkeypa
     monkeypatch.setattr(lga_module.LGALocator, "locate", no_second_locate)
     again = runner.invoke(app, args, catch_exceptions=False)
     assert again.exit_code == 0, again.output
+
+
+def test_edit_layer_auto_says_so_when_lga_names_no_layer(tmp_path, monkeypatch):
+    monkeypatch.setenv("GOLDENLAYERS_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(lga_module, "greedy_answers", lambda handle, reqs, tokens: [""] * len(reqs))
+    result = runner.invoke(app, ["edit", "--model", "tiny-llama", "--prompt",
+                                 "The mother tongue of {} is", "--subject", "Danielle Darrieux",
+                                 "--target", "English", "--layer", "auto"])
+    assert result.exit_code != 0 and isinstance(result.exception, GoldenLayersError)
+    message = str(result.exception)  # printed in one line by the entry point, as every input error
+    assert "LGA names no layer for tiny-llama on counterfact" in message
+    assert "not applicable" in message and message.endswith("give --layer N")

@@ -103,8 +103,8 @@ def layer_scores_cached(handle: ModelHandle, dataset_name: str,
 
 
 def golden_layer_cached(handle: ModelHandle, dataset_name: str,
-                        settings: dict[str, Any] | None = None) -> int:
-    """The LGA golden layer for ``edit --layer auto`` (see ``layer_scores_cached``)."""
+                        settings: dict[str, Any] | None = None) -> int | None:
+    """The LGA golden layer (``layer_scores_cached``); None where LGA is not applicable."""
     return layer_scores_cached(handle, dataset_name, settings, method="lga").golden_layer
 
 

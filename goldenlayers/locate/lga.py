@@ -193,7 +193,9 @@ def compute_products(handle: ModelHandle, requests,
         if len(used) < len(requests):
             notes.append(f"{len(requests) - len(used)} requests skipped: no old answer found")
         if not used:
-            raise LocateError("no request has an old answer to compare the new target with")
+            raise NoOldAnswerError(
+                f"none of the {len(requests)} requests has an old answer ({_SOURCE[source]}) to "
+                "compare the new target with")
         for weights in weights_set:
             inner, norm_new, norm_old = request_products(
                 handle, [requests[i] for i in used], [olds[i] for i in used], weights, batch_size)
@@ -201,6 +203,15 @@ def compute_products(handle: ModelHandle, requests,
                 weights, source, tuple(str(requests[i].case_id) for i in used), inner.numpy(),
                 norm_new.numpy(), norm_old.numpy(), tuple(notes)))
     return products
+
+
+class NoOldAnswerError(LocateError):
+    """No request has an old answer from the chosen source: LGA has nothing to compare with."""
+
+
+_SOURCE = {"dataset": "the data set's, or the first word of the model's greedy continuation where "
+                      "it has none",
+           "greedy": "the first word of the model's greedy continuation"}
 
 
 # --- the locator ---------------------------------------------------------------------------------
@@ -214,8 +225,20 @@ class LGALocator(Locator):
     def locate(self, handle: ModelHandle, requests) -> LayerScores:
         s: LGASettings = self.settings
         with measure(handle.device) as cost:
-            products, = compute_products(handle, requests, (s.weights,), (s.old_answer,),
-                                         batch_size=s.batch_size, greedy_tokens=s.greedy_tokens)
+            try:
+                products, = compute_products(handle, requests, (s.weights,), (s.old_answer,),
+                                             batch_size=s.batch_size, greedy_tokens=s.greedy_tokens)
+            except NoOldAnswerError as error:
+                products, reason = None, str(error)
+        if products is None:  # as a model that ends every prompt at once, or answers "A: ..."
+            other = "dataset" if s.old_answer == "greedy" else "greedy"
+            return LayerScores(
+                method=self.name, model=handle.name, model_fingerprint=handle.fingerprint,
+                scores=[], excluded=[], golden_layer=None, top_k=[], per_request=[],
+                seconds=cost.seconds, peak_memory_bytes=cost.peak_memory_bytes,
+                settings=self.settings_dict(), request_ids=[], reading=s.reading().name,
+                notes=[f"not applicable: {reason}; no golden layer (--old-answer {other} reads "
+                       "the old answers another way)"])
         return self.layer_scores(handle, products, cost.seconds, cost.peak_memory_bytes)
 
     def layer_scores(self, handle: ModelHandle, products: GradientProducts, seconds: float = 0.0,
