@@ -145,6 +145,16 @@ class Locator(ABC):
     def settings_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self.settings)
 
+    def not_applicable(self, handle, cost, notes: list[str], request_ids: list[str],
+                       **extra: Any) -> LayerScores:
+        """No layer, and ``notes`` say why: a locator that has nothing to measure names none
+        rather than rank noise (``golden_layer: null`` in JSON)."""
+        return LayerScores(
+            method=self.name, model=handle.name, model_fingerprint=handle.fingerprint,
+            scores=[], excluded=[], golden_layer=None, top_k=[], per_request=[],
+            seconds=cost.seconds, peak_memory_bytes=cost.peak_memory_bytes,
+            settings=self.settings_dict(), request_ids=request_ids, notes=notes, **extra)
+
 
 LOCATORS: dict[str, type[Locator]] = {}
 

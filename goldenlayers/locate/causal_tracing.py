@@ -208,12 +208,7 @@ class CausalTracingLocator(Locator):
         notes.append(f"not applicable: the model knows {len(used)} of the {len(requests)} facts "
                      f"(fewer than min_known = {self.settings.min_known}), so there is nothing to "
                      "trace; no golden layer")
-        return LayerScores(
-            method=self.name, model=handle.name, model_fingerprint=handle.fingerprint,
-            scores=[], excluded=[], golden_layer=None, top_k=[],
-            per_request=[], seconds=cost.seconds, peak_memory_bytes=cost.peak_memory_bytes,
-            settings=self.settings_dict(), request_ids=[str(requests[i].case_id) for i in used],
-            notes=notes)
+        return self.not_applicable(handle, cost, notes, [str(requests[i].case_id) for i in used])
 
     def _facts(self, handle: ModelHandle, requests,
                answers: list[str]) -> tuple[list[int], list[str]]:

@@ -232,13 +232,9 @@ class LGALocator(Locator):
                 products, reason = None, str(error)
         if products is None:  # as a model that ends every prompt at once, or answers "A: ..."
             other = "dataset" if s.old_answer == "greedy" else "greedy"
-            return LayerScores(
-                method=self.name, model=handle.name, model_fingerprint=handle.fingerprint,
-                scores=[], excluded=[], golden_layer=None, top_k=[], per_request=[],
-                seconds=cost.seconds, peak_memory_bytes=cost.peak_memory_bytes,
-                settings=self.settings_dict(), request_ids=[], reading=s.reading().name,
-                notes=[f"not applicable: {reason}; no golden layer (--old-answer {other} reads "
-                       "the old answers another way)"])
+            return self.not_applicable(
+                handle, cost, [f"not applicable: {reason}; no golden layer (--old-answer {other} "
+                               "reads the old answers another way)"], [], reading=s.reading().name)
         return self.layer_scores(handle, products, cost.seconds, cost.peak_memory_bytes)
 
     def layer_scores(self, handle: ModelHandle, products: GradientProducts, seconds: float = 0.0,
