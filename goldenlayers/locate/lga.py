@@ -173,6 +173,15 @@ def request_products(handle: ModelHandle, requests, olds: Sequence[str], weights
     return torch.cat(chunks, dim=1)
 
 
+class NoOldAnswerError(LocateError):
+    """No request has an old answer from the chosen source: LGA has nothing to compare with."""
+
+
+_SOURCE = {"dataset": "the data set's, or the first word of the model's greedy continuation where "
+                      "it has none",
+           "greedy": "the first word of the model's greedy continuation"}
+
+
 def compute_products(handle: ModelHandle, requests,
                      weights_set: Sequence[str] = ("edit-matrix", "mlp"),
                      old_answers: Sequence[str] = ("dataset", "greedy"), *,
@@ -203,15 +212,6 @@ def compute_products(handle: ModelHandle, requests,
                 weights, source, tuple(str(requests[i].case_id) for i in used), inner.numpy(),
                 norm_new.numpy(), norm_old.numpy(), tuple(notes)))
     return products
-
-
-class NoOldAnswerError(LocateError):
-    """No request has an old answer from the chosen source: LGA has nothing to compare with."""
-
-
-_SOURCE = {"dataset": "the data set's, or the first word of the model's greedy continuation where "
-                      "it has none",
-           "greedy": "the first word of the model's greedy continuation"}
 
 
 # --- the locator ---------------------------------------------------------------------------------
