@@ -21,6 +21,9 @@ from goldenlayers.study.lga_readings import (DefaultChoice, HeldOutChoice, Pair,
                                              proxy_size_curve, reading_regrets, stored_products)
 from goldenlayers.study.store import MANIFEST
 
+# the proxy-size curve's readings: the one fixed beforehand and locate's default (one if the same)
+CURVE_READINGS = tuple(dict.fromkeys((PREREGISTERED_READING, DEFAULT_READING)))
+
 
 @dataclass(frozen=True)
 class PairResult:
@@ -61,9 +64,11 @@ def load_campaign(root: str | Path) -> Campaign:
                         and len(test.layers) == results.num_layers == len(proxy.layers))
             products = stored_products(rows, dataset, "proxy")
             readings = reading_regrets(pair, test, products) if products else []
-            pool = stored_products(rows, dataset, "pool")
-            curve = [point for reading in dict.fromkeys((PREREGISTERED_READING, DEFAULT_READING))
-                     for point in proxy_size_curve(pair, test, products, pool, reading)] if products else []
+            curve = []
+            if products:
+                pool = stored_products(rows, dataset, "pool")
+                for reading in CURVE_READINGS:
+                    curve += proxy_size_curve(pair, test, products, pool, reading)
             pairs.append(PairResult(pair, results, complete, readings, curve))
     complete = {p.pair: p.readings for p in pairs if p.complete and p.readings}
     return Campaign(Path(root), pairs, held_out(complete), default_choice(complete), waiting)
@@ -177,8 +182,8 @@ def runtime_table(campaign: Campaign) -> Table:
                      f"{fmt(r.proxy[d].seconds / max(cells, 1), 1)} s each)"))
     return Table("Runtimes on the proxy set (seconds, wall time on the machine that ran them)",
                  ("pair", "LGA", "CMA", "brute force, every layer"), tuple(rows),
-                 "LGA: the study's LGA locator, one pass (the default reading when it ran); CMA: every proxy fact; brute force: the sum of "
-                 "its cells. Machines and load differ between runs: compare within a row.")
+                 "LGA: the study's LGA locator, one pass (the default reading when it ran); CMA: "
+                 "every proxy fact; brute force: the sum of its cells. Machines and load differ between runs: compare within a row.")
 
 
 def write_campaign_report(root: str | Path, out_dir: str | Path) -> Path:
