@@ -12,13 +12,15 @@ from pathlib import Path
 
 from goldenlayers.errors import GoldenLayersError
 from goldenlayers.evaluate import OVERALL
-from goldenlayers.locate.readings import DEFAULT_READING, PREREGISTERED_READING
+from goldenlayers.locate.readings import (DEFAULT_READING, DEFAULT_READING_CHOSEN_ON,
+                                          PREREGISTERED_READING)
 from goldenlayers.report.render import markdown_table
 from goldenlayers.report.tables import Table, fmt, fmt_interval, fmt_p
 from goldenlayers.study.analysis import PRIMARY, StudyResults, load_results
 from goldenlayers.study.lga_readings import (DefaultChoice, HeldOutChoice, Pair, ProxySizePoint,
                                              ReadingRegret, default_choice, held_out,
-                                             proxy_size_curve, reading_regrets, stored_products)
+                                             out_of_sample, proxy_size_curve, reading_regrets,
+                                             stored_products)
 from goldenlayers.study.store import MANIFEST
 
 # the proxy-size curve's readings: the one fixed beforehand and locate's default (one if the same)
@@ -158,6 +160,22 @@ def default_table(campaign: Campaign) -> Table:
                   "estimate of how it does on a pair it was not chosen on."))
 
 
+def out_of_sample_table(campaign: Campaign) -> Table:
+    complete = {p.pair: p.readings for p in campaign.pairs if p.complete and p.readings}
+    waiting = [str(p.pair) for p in campaign.pairs
+               if not p.complete and str(p.pair) not in DEFAULT_READING_CHOSEN_ON]
+    rows = tuple((str(r.pair), str(r.layer), fmt_interval(r.regret.get(PRIMARY)),
+                  fmt_interval(r.regret.get(OVERALL)),
+                  "yes" if r.regret[PRIMARY].mean <= 0.02 else "no")
+                 for r in out_of_sample(complete))
+    return Table(f"Locate's default ({DEFAULT_READING.name}) on complete pairs it was not chosen on",
+                 ("pair", "layer", "regret RwA [95% CI]", "regret OV [95% CI]", "<= 0.02"), rows,
+                 "Chosen by rule 5 on " + ", ".join(DEFAULT_READING_CHOSEN_ON) + "; no row "
+                 "here was used to choose it, so these regrets are out of sample."
+                 + ("" if rows else " None complete yet.")
+                 + (f" In progress, not measured: {', '.join(waiting)}." if waiting else ""))
+
+
 def proxy_size_table(campaign: Campaign) -> Table:
     rows = tuple((str(pt.pair), pt.reading, str(pt.size), str(pt.resamples),
                   ", ".join(f"{layer}: {count}" for layer, count in pt.layers.items()),
@@ -196,7 +214,7 @@ def write_campaign_report(root: str | Path, out_dir: str | Path) -> Path:
         if not any(w.startswith(f"{folder.name}:") for w in campaign.waiting):
             write_report(folder, out / folder.name)
     tables = [pair_table(campaign), held_out_table(campaign), default_table(campaign),
-              *readings_table(campaign),
+              out_of_sample_table(campaign), *readings_table(campaign),
               proxy_size_table(campaign), runtime_table(campaign)]
     complete = sum(p.complete for p in campaign.pairs)
     lines = [f"# Campaign: {len(campaign.pairs)} pairs ({complete} complete)", "",

@@ -18,8 +18,9 @@ import numpy as np
 
 from goldenlayers.engine import Grid, LocateRow
 from goldenlayers.evaluate import OVERALL, Interval, bootstrap_interval
-from goldenlayers.locate.readings import (DEFAULT_READING, GradientProducts, LGAReading,
-                                          all_readings, products_for, reading_layer)
+from goldenlayers.locate.readings import (DEFAULT_READING, DEFAULT_READING_CHOSEN_ON,
+                                          GradientProducts, LGAReading, all_readings, products_for,
+                                          reading_layer)
 
 PRODUCTS = "lga-products"  # the method name of the locate rows that hold LGA's gradient products
 REGRET_METRICS = ("rewrite_accuracy", OVERALL)
@@ -152,6 +153,15 @@ def default_choice(by_pair: Mapping[Pair, Sequence[ReadingRegret]], min_pairs: i
     name, mean = choose_reading(by_pair, pairs, metric)
     return DefaultChoice(name, tuple(pairs), mean,
                          tuple(next(r for r in by_pair[p] if r.reading == name) for p in pairs))
+
+
+def out_of_sample(by_pair: Mapping[Pair, Sequence[ReadingRegret]],
+                  reading: LGAReading = DEFAULT_READING,
+                  chosen_on: Sequence[str] = DEFAULT_READING_CHOSEN_ON) -> list[ReadingRegret]:
+    """``reading`` on every pair it was not chosen on (``chosen_on``: "model x data set"), where
+    its regret is an estimate for a pair nobody chose it on; pairs without it are left out."""
+    return [r for pair in sorted(by_pair) if str(pair) not in chosen_on
+            for r in by_pair[pair] if r.reading == reading.name]
 
 
 def proxy_size_curve(pair: Pair, test: Grid, proxy: Sequence[GradientProducts],
