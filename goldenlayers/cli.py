@@ -421,25 +421,36 @@ patch_app = typer.Typer(help="Apply an edit patch (goldenlayers edit --patch) to
 app.add_typer(patch_app, name="patch")
 
 
-@patch_app.command("apply")
-def patch_apply(
-    file: str = typer.Argument(..., help="The patch file."),
-    model: str = typer.Option(..., "--model", help="The model the patch was made for."),
-    out: str = typer.Option(None, "--out", help="Save the patched model here."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Save into an --out folder that "
-                                   "holds other files."),
-    device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:1, mps."),
-) -> None:
-    """Add a patch's weight changes to the weights it was made from (anything else is refused)."""
-    from goldenlayers.app.edit_session import save_model
-    from goldenlayers.editing import apply_patch, load_patch
+PATCH_FILE = typer.Argument(..., help="The patch file.")
+PATCH_OUT_OVERWRITE = typer.Option(False, "--overwrite", help="Save into an --out folder that "
+                                   "holds other files.")
+PATCH_DEVICE = typer.Option("cpu", "--device", help="cpu, cuda, cuda:1, mps.")
+
+
+def _patch_and_model(file: str, model: str, out: str | None, overwrite: bool, device: str):
+    """The patch and the model it goes to, after refusing an --out folder it must not write."""
+    from goldenlayers.editing import load_patch
     from goldenlayers.models import load_model
     from goldenlayers.safety import check_output_folder
 
     if out:
         check_output_folder(out, overwrite=overwrite)
-    loaded = load_patch(file)
-    handle = load_model(model, device=device)
+    return load_patch(file), load_model(model, device=device)
+
+
+@patch_app.command("apply")
+def patch_apply(
+    file: str = PATCH_FILE,
+    model: str = typer.Option(..., "--model", help="The model the patch was made for."),
+    out: str = typer.Option(None, "--out", help="Save the patched model here."),
+    overwrite: bool = PATCH_OUT_OVERWRITE,
+    device: str = PATCH_DEVICE,
+) -> None:
+    """Add a patch's weight changes to the weights it was made from (anything else is refused)."""
+    from goldenlayers.app.edit_session import save_model
+    from goldenlayers.editing import apply_patch
+
+    loaded, handle = _patch_and_model(file, model, out, overwrite, device)
     apply_patch(handle, loaded)
     console.print(f"applied {loaded.editor} patch ({len(loaded.requests)} requests) to layers "
                   f"{list(loaded.layers)} of {handle.name}")
@@ -449,23 +460,17 @@ def patch_apply(
 
 @patch_app.command("remove")
 def patch_remove(
-    file: str = typer.Argument(..., help="The patch file."),
+    file: str = PATCH_FILE,
     model: str = typer.Option(..., "--model", help="A model the patch is applied to."),
     out: str = typer.Option(None, "--out", help="Save the model without the patch here."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Save into an --out folder that "
-                                   "holds other files."),
-    device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:1, mps."),
+    overwrite: bool = PATCH_OUT_OVERWRITE,
+    device: str = PATCH_DEVICE,
 ) -> None:
     """Subtract a patch's weight changes, only from patched weights; say how near the original."""
     from goldenlayers.app.edit_session import save_model
-    from goldenlayers.editing import load_patch, remove_patch
-    from goldenlayers.models import load_model
-    from goldenlayers.safety import check_output_folder
+    from goldenlayers.editing import remove_patch
 
-    if out:
-        check_output_folder(out, overwrite=overwrite)
-    loaded = load_patch(file)
-    handle = load_model(model, device=device)
+    loaded, handle = _patch_and_model(file, model, out, overwrite, device)
     console.print(f"layers {list(loaded.layers)} of {handle.name}: "
                   f"{remove_patch(handle, loaded).describe()}")
     if out:
