@@ -18,7 +18,7 @@ from goldenlayers.locate import LayerScores, LocateError, get_locator
 from goldenlayers.locate.fences import excluded_layers, golden_layer, rank_layers, tukey_fences
 from goldenlayers.locate.answers import first_word, old_answers
 from goldenlayers.locate.lga import batch_inner_products, compute_products, gram_inner_products
-from goldenlayers.locate.readings import DEFAULT_READING, reading_layer
+from goldenlayers.locate.readings import DEFAULT_READING, reading_layer, similarity_matrix
 from goldenlayers.models import load_model
 from goldenlayers.models.handle import greedy_continuations, target_nll
 
@@ -109,7 +109,9 @@ def _requests(n: int, with_old: bool = True) -> list[EditRequest]:
 
 def test_result_sums_the_per_request_contributions_and_picks_the_kept_argmax(tiny_gpt2):
     requests = _requests(5)
-    scores = get_locator("lga", batch_size=2, top_k=3).locate(tiny_gpt2, requests)
+    # the raw, summed reading (the one fixed before the campaign); the default ranks instead
+    scores = get_locator("lga", batch_size=2, top_k=3, similarity="raw", combine="sum",
+                         fence_k=1.0).locate(tiny_gpt2, requests)
     per_request = torch.tensor(scores.per_request, dtype=torch.float64)
     assert per_request.shape == (5, 4)
     torch.testing.assert_close(per_request.sum(0), torch.tensor(scores.scores, dtype=torch.float64))
@@ -119,9 +121,10 @@ def test_result_sums_the_per_request_contributions_and_picks_the_kept_argmax(tin
     assert scores.top_k == rank_layers(scores.scores, scores.excluded)[:3]
     assert scores.request_ids == ["0", "1", "2", "3", "4"]
     assert scores.seconds > 0 and scores.settings["batch_size"] == 2
-    cosine = get_locator("lga", similarity="cosine").locate(tiny_gpt2, requests)
+    cosine = get_locator("lga", similarity="cosine", combine="sum", fence_k=1.0,
+                         weights="mlp").locate(tiny_gpt2, requests)
     assert all(abs(v) <= 1 + 1e-9 for row in cosine.per_request for v in row)
-    assert cosine.reading == "mlp/greedy/cosine/sum/k1/argmax"
+    assert cosine.reading == "mlp/dataset/cosine/sum/k1/argmax"
     assert LayerScores.from_dict(scores.to_dict()) == scores
     assert LayerScores.from_dict(json.loads(scores.to_json())) == scores  # stability's int keys
 
@@ -141,10 +144,11 @@ def test_missing_old_answers_use_the_greedy_answer_and_say_so(tiny_llama):
 def test_default_reading_of_the_products_is_the_locators_golden_layer(tiny_gpt2):
     requests = _requests(5)
     located = get_locator("lga", batch_size=2).locate(tiny_gpt2, requests)
-    products = compute_products(tiny_gpt2, requests, ("mlp",), ("greedy",), batch_size=2)
-    assert [(p.weights, p.old_answer) for p in products] == [("mlp", "greedy")]
+    d = DEFAULT_READING
+    products = compute_products(tiny_gpt2, requests, (d.weights,), (d.old_answer,), batch_size=2)
+    assert [(p.weights, p.old_answer) for p in products] == [(d.weights, d.old_answer)]
     assert reading_layer(products[0], DEFAULT_READING) == located.golden_layer
-    assert products[0].inner.tolist() == located.per_request
+    assert located.per_request == similarity_matrix(products[0], d.similarity).tolist()
     assert located.reading == DEFAULT_READING.name
     assert sum(located.stability.win_share.values()) == pytest.approx(1.0)
     assert located.stability.resamples == 1000 and located.stability.seed == 0

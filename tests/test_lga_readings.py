@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 
 from goldenlayers.locate import LocateError
-from goldenlayers.locate.readings import (DEFAULT_READING, PREREGISTERED_READING, GradientProducts,
-                                          LGAReading, all_readings, layer_stability, products_for,
-                                          reading_layer, reading_scores, similarity_matrix)
+from goldenlayers.locate.readings import (DEFAULT_HISTORY, DEFAULT_READING, PREREGISTERED_READING,
+                                          GradientProducts, LGAReading, all_readings,
+                                          layer_stability, products_for, reading_layer,
+                                          reading_scores, similarity_matrix)
 
 # Four requests, five layers. Request 0 is loud and likes layer 2; requests 1 and 2 like layer 3;
 # request 3 likes layer 1; layer 4 is an outlier of request 0 alone.
@@ -83,7 +84,11 @@ def test_a_reading_needs_products_of_its_weights_and_old_answer():
 
 def test_reading_names_are_stable_and_parse_back():
     assert PREREGISTERED_READING.name == "edit-matrix/dataset/raw/sum/k1/argmax"
-    assert DEFAULT_READING.name == "mlp/greedy/raw/sum/k1/argmax"  # rule 5, docs/findings.md
+    # rule 5 of docs/findings.md, applied on four complete pairs; the first choice is kept
+    assert DEFAULT_READING.name == "edit-matrix/dataset/cosine/mean-rank/k1.5/argmax"
+    assert [c.reading.name for c in DEFAULT_HISTORY] == ["mlp/greedy/raw/sum/k1/argmax",
+                                                         DEFAULT_READING.name]
+    assert all(len(c.chosen_on) == len(set(c.chosen_on)) >= 3 for c in DEFAULT_HISTORY)
     assert reading(fence_k=1.5, combine="votes").name == "edit-matrix/dataset/raw/votes/k1.5/argmax"
     assert reading(fence_k=None, weights="mlp").name == "mlp/dataset/raw/sum/nofence/argmax"
     everything = all_readings()

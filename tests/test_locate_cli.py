@@ -34,7 +34,7 @@ def test_locate_writes_every_key_the_issue_names(tmp_path):
     assert sum(stability["win_share"].values()) == pytest.approx(1.0)
     assert set(stability["win_share"]) <= {str(layer) for layer in range(4)}
     assert "bootstrap resamples of the 4 requests: layer" in result.output
-    assert data["reading"] == "mlp/greedy/raw/sum/k1/argmax"
+    assert data["reading"] == "edit-matrix/dataset/cosine/mean-rank/k1.5/argmax"
 
 
 def test_locate_takes_the_lga_reading_options(tmp_path):
@@ -130,7 +130,8 @@ def test_edit_layer_auto_edits_at_the_cached_lga_golden_layer(tmp_path, monkeypa
 
 def test_edit_layer_auto_says_so_when_lga_names_no_layer(tmp_path, monkeypatch):
     monkeypatch.setenv("GOLDENLAYERS_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setattr(lga_module, "greedy_answers", lambda handle, reqs, tokens: [""] * len(reqs))
+    # as a data set without old answers, for a model that ends every prompt at once
+    monkeypatch.setattr(lga_module, "read_old_answers", lambda handle, reqs, *_: ([""] * len(reqs), []))
     result = runner.invoke(app, ["edit", "--model", "tiny-llama", "--prompt",
                                  "The mother tongue of {} is", "--subject", "Danielle Darrieux",
                                  "--target", "English", "--layer", "auto"])

@@ -288,7 +288,7 @@ def test_campaign_report_chooses_each_pairs_reading_on_the_other_pairs(local_run
     from typer.testing import CliRunner
 
     from goldenlayers.cli import app
-    from goldenlayers.locate.readings import DEFAULT_READING
+    from goldenlayers.locate.readings import DEFAULT_READING, RuleFiveChoice
     from goldenlayers.report.campaign import load_campaign
     from goldenlayers.study.lga_readings import default_choice, out_of_sample
 
@@ -314,14 +314,16 @@ def test_campaign_report_chooses_each_pairs_reading_on_the_other_pairs(local_run
     assert choice.reading == min(mean_of, key=mean_of.get)  # ties: the earlier reading
     # locate's default, out of sample: on every pair it was not chosen on, and only there
     zsre = campaign.pairs[1].pair
-    outside = out_of_sample(by_pair, chosen_on=("tiny-llama x counterfact",))
+    choice = RuleFiveChoice(DEFAULT_READING, ("tiny-llama x counterfact",), "a test")
+    outside = out_of_sample(by_pair, choice)
     assert outside == [r for r in by_pair[zsre] if r.reading == DEFAULT_READING.name]
     result = CliRunner().invoke(app, ["report", str(tmp_path / "results"), "--out",
                                       str(tmp_path / "out")])
     assert result.exit_code == 0, result.output
     text = (tmp_path / "out" / "campaign.md").read_text()
     assert "Rule 5" in text and "needs three complete pairs" in text
-    assert f"| tiny-llama x zsre | {outside[0].layer} |" in text  # not chosen on any tiny pair
+    # every default so far was chosen on SmolLM2 pairs, so both tiny pairs are out of sample for it
+    assert f"(in force) | tiny-llama x zsre | {outside[0].layer} |" in text
     assert "Held out" in text and "tiny-llama x zsre" in text and "Proxy-size curve" in text
     assert (tmp_path / "out" / "tiny-llama" / "report.md").exists()
 

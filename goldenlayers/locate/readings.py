@@ -155,13 +155,34 @@ class LGAReading:
 
 # The reading fixed before the evidence campaign's first cell, reported beside the chosen one.
 PREREGISTERED_READING = LGAReading()
-# The reading LGASettings and `goldenlayers locate` default to: chosen by rule 5 of docs/findings.md
-# (the lowest mean regret over every complete campaign pair; three SmolLM2 pairs on 2026-12-02).
-# Every MLP matrix's gradient, against the model's own greedy answer.
-DEFAULT_READING = LGAReading(weights="mlp", old_answer="greedy")
-# The pairs ("model x data set") rule 5 chose it on: on every other pair its regret is out of sample.
-DEFAULT_READING_CHOSEN_ON = ("smollm2-135m x counterfact", "smollm2-135m x wikicounterfact",
-                             "smollm2-135m x zsre")
+
+
+@dataclass(frozen=True)
+class RuleFiveChoice:
+    """A default chosen by rule 5 of docs/findings.md (the lowest mean regret over every complete
+    campaign pair) and the pairs ("model x data set") it was chosen on: on any other pair its
+    regret is out of sample."""
+
+    reading: LGAReading
+    chosen_on: tuple[str, ...]
+    when: str
+
+
+# Every default rule 5 has chosen, oldest first; the last is the one in force. Earlier ones stay so
+# the report can show how each did on the pairs that completed after it was chosen.
+DEFAULT_HISTORY = (
+    RuleFiveChoice(LGAReading(weights="mlp", old_answer="greedy"),
+                   ("smollm2-135m x counterfact", "smollm2-135m x wikicounterfact",
+                    "smollm2-135m x zsre"), "2026-12-02, three complete pairs"),
+    RuleFiveChoice(LGAReading(similarity="cosine", combine="mean-rank", fence_k=1.5),
+                   ("smollm2-135m x counterfact", "smollm2-135m x wikicounterfact",
+                    "smollm2-135m x wikirecent", "smollm2-135m x zsre"),
+                   "2026-12-02, four complete pairs"),
+)
+# The reading LGASettings and `goldenlayers locate` default to: the edit matrix's gradients against
+# the data set's old answer (the model's greedy one where missing), cosine per request and layer,
+# layers ranked per request and the ranks averaged, Tukey's fences with k = 1.5, the best mean rank.
+DEFAULT_READING = DEFAULT_HISTORY[-1].reading
 
 
 def all_readings(fence_ks: Sequence[float | None] = FENCE_KS) -> list[LGAReading]:

@@ -12,8 +12,7 @@ from pathlib import Path
 
 from goldenlayers.errors import GoldenLayersError
 from goldenlayers.evaluate import OVERALL
-from goldenlayers.locate.readings import (DEFAULT_READING, DEFAULT_READING_CHOSEN_ON,
-                                          PREREGISTERED_READING)
+from goldenlayers.locate.readings import DEFAULT_HISTORY, DEFAULT_READING, PREREGISTERED_READING
 from goldenlayers.report.render import markdown_table
 from goldenlayers.report.tables import Table, fmt, fmt_interval, fmt_p
 from goldenlayers.study.analysis import PRIMARY, StudyResults, load_results
@@ -162,18 +161,23 @@ def default_table(campaign: Campaign) -> Table:
 
 def out_of_sample_table(campaign: Campaign) -> Table:
     complete = {p.pair: p.readings for p in campaign.pairs if p.complete and p.readings}
-    waiting = [str(p.pair) for p in campaign.pairs
-               if not p.complete and str(p.pair) not in DEFAULT_READING_CHOSEN_ON]
-    rows = tuple((str(r.pair), str(r.layer), fmt_interval(r.regret.get(PRIMARY)),
+    rows, notes = [], []
+    for number, choice in enumerate(DEFAULT_HISTORY, 1):
+        label = f"{number}: {choice.reading.name}" + (" (in force)" if number == len(DEFAULT_HISTORY)
+                                                       else "")
+        rows += [(label, str(r.pair), str(r.layer), fmt_interval(r.regret.get(PRIMARY)),
                   fmt_interval(r.regret.get(OVERALL)),
                   "yes" if r.regret[PRIMARY].mean <= 0.02 else "no")
-                 for r in out_of_sample(complete))
-    return Table(f"Locate's default ({DEFAULT_READING.name}) on complete pairs it was not chosen on",
-                 ("pair", "layer", "regret RwA [95% CI]", "regret OV [95% CI]", "<= 0.02"), rows,
-                 "Chosen by rule 5 on " + ", ".join(DEFAULT_READING_CHOSEN_ON) + "; no row "
-                 "here was used to choose it, so these regrets are out of sample."
-                 + ("" if rows else " None complete yet.")
-                 + (f" In progress, not measured: {', '.join(waiting)}." if waiting else ""))
+                 for r in out_of_sample(complete, choice)]
+        waiting = [str(p.pair) for p in campaign.pairs
+                   if not p.complete and str(p.pair) not in choice.chosen_on]
+        notes.append(f"{number} was chosen on {', '.join(choice.chosen_on)} ({choice.when})"
+                     + (f"; in progress, not measured: {', '.join(waiting)}" if waiting else ""))
+    return Table("Each default rule 5 chose, on the complete pairs it was not chosen on",
+                 ("default", "pair", "layer", "regret RwA [95% CI]", "regret OV [95% CI]",
+                  "<= 0.02"), tuple(rows),
+                 "; ".join(notes) + ". No row here was used to choose its default, so these "
+                 "regrets are out of sample." + ("" if rows else " None complete yet."))
 
 
 def proxy_size_table(campaign: Campaign) -> Table:

@@ -18,8 +18,8 @@ import numpy as np
 
 from goldenlayers.engine import Grid, LocateRow
 from goldenlayers.evaluate import OVERALL, Interval, bootstrap_interval
-from goldenlayers.locate.readings import (DEFAULT_READING, DEFAULT_READING_CHOSEN_ON,
-                                          GradientProducts, LGAReading, all_readings, products_for,
+from goldenlayers.locate.readings import (DEFAULT_HISTORY, DEFAULT_READING, GradientProducts,
+                                          LGAReading, RuleFiveChoice, all_readings, products_for,
                                           reading_layer)
 
 PRODUCTS = "lga-products"  # the method name of the locate rows that hold LGA's gradient products
@@ -156,12 +156,11 @@ def default_choice(by_pair: Mapping[Pair, Sequence[ReadingRegret]], min_pairs: i
 
 
 def out_of_sample(by_pair: Mapping[Pair, Sequence[ReadingRegret]],
-                  reading: LGAReading = DEFAULT_READING,
-                  chosen_on: Sequence[str] = DEFAULT_READING_CHOSEN_ON) -> list[ReadingRegret]:
-    """``reading`` on every pair it was not chosen on (``chosen_on``: "model x data set"), where
-    its regret is an estimate for a pair nobody chose it on; pairs without it are left out."""
-    return [r for pair in sorted(by_pair) if str(pair) not in chosen_on
-            for r in by_pair[pair] if r.reading == reading.name]
+                  choice: RuleFiveChoice = DEFAULT_HISTORY[-1]) -> list[ReadingRegret]:
+    """A rule-5 choice's reading on every pair it was not chosen on, where its regret estimates how
+    it does on a pair nobody chose it on; pairs without that reading are left out."""
+    return [r for pair in sorted(by_pair) if str(pair) not in choice.chosen_on
+            for r in by_pair[pair] if r.reading == choice.reading.name]
 
 
 def proxy_size_curve(pair: Pair, test: Grid, proxy: Sequence[GradientProducts],
