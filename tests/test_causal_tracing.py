@@ -75,3 +75,18 @@ def test_facts_the_model_does_not_know_give_no_layer(tiny_gpt2):
     assert scores.golden_layer is None and scores.top_k == [] and scores.scores == []
     assert any("not applicable" in note and "knows 0 of" in note for note in scores.notes)
     assert '"golden_layer": null' in scores.to_json()
+
+
+def test_facts_without_an_old_answer_are_traced_at_the_models_own_answer_and_said_so(tiny_gpt2):
+    """WikiRecent has no old answers: the old answer is the model's own greedy word, which the
+    model "knows" by construction, so the note must not pass it off as a known fact."""
+    from goldenlayers.locate.answers import greedy_answers
+
+    requests = [EditRequest(r.case_id, r.prompt, r.subject, r.target_new, None) for r in REQUESTS]
+    own = greedy_answers(tiny_gpt2, requests, 8)
+    known = known_facts(tiny_gpt2, requests, own)
+    scores = get_locator("cma", samples=3, min_known=1).locate(tiny_gpt2, requests)
+    assert scores.request_ids == [r.case_id for r, k in zip(requests, known) if k]
+    assert any(known)  # the tiny model's own first word is, as a rule, its greedy next token
+    assert any(f"{sum(known)} of the kept facts have no old answer in the data set" in note
+               for note in scores.notes)

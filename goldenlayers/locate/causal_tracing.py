@@ -220,9 +220,17 @@ class CausalTracingLocator(Locator):
             return with_answer, [f"traced all {len(with_answer)} facts (known_only off)"]
         known = known_facts(handle, requests, answers)
         used = [i for i in with_answer if known[i]]
-        return used, [f"kept the {len(used)} of {len(requests)} facts the model knows (its greedy "
-                      f"next token is the old answer's first token); {len(requests) - len(used)} "
-                      "not applicable: the model does not know them"]
+        note = (f"kept the {len(used)} of {len(requests)} facts the model knows (its greedy next "
+                f"token is the old answer's first token); {len(requests) - len(used)} not "
+                "applicable: the model does not know them")
+        # without the data set's old answer, "knowing" the model's own greedy word is circular
+        own = sum(1 for i in used if requests[i].target_old is None)
+        if own:
+            note += (f". {own} of the kept facts have no old answer in the data set: their old "
+                     "answer is the first word of the model's own greedy continuation, so they "
+                     "trace where the model forms its own prediction, not a fact it was shown "
+                     "to know")
+        return used, [note]
 
     def _effects(self, handle: ModelHandle, requests, answers: list[str], used: list[int],
                  sigma: float) -> torch.Tensor:
