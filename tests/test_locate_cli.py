@@ -131,7 +131,8 @@ def test_edit_layer_auto_edits_at_the_cached_lga_golden_layer(tmp_path, monkeypa
 def test_edit_layer_auto_says_so_when_lga_names_no_layer(tmp_path, monkeypatch):
     monkeypatch.setenv("GOLDENLAYERS_CACHE", str(tmp_path / "cache"))
     # as a data set without old answers, for a model that ends every prompt at once
-    monkeypatch.setattr(lga_module, "read_old_answers", lambda handle, reqs, *_: ([""] * len(reqs), []))
+    monkeypatch.setattr(lga_module, "read_old_answers",
+                        lambda handle, reqs, *_: ([""] * len(reqs), []))
     result = runner.invoke(app, ["edit", "--model", "tiny-llama", "--prompt",
                                  "The mother tongue of {} is", "--subject", "Danielle Darrieux",
                                  "--target", "English", "--layer", "auto"])

@@ -314,8 +314,8 @@ def test_campaign_report_chooses_each_pairs_reading_on_the_other_pairs(local_run
     assert choice.reading == min(mean_of, key=mean_of.get)  # ties: the earlier reading
     # locate's default, out of sample: on every pair it was not chosen on, and only there
     zsre = campaign.pairs[1].pair
-    choice = RuleFiveChoice(DEFAULT_READING, ("tiny-llama x counterfact",), "a test")
-    outside = out_of_sample(by_pair, choice)
+    rule_five = RuleFiveChoice(DEFAULT_READING, ("tiny-llama x counterfact",), "a test")
+    outside = out_of_sample(by_pair, rule_five)
     assert outside == [r for r in by_pair[zsre] if r.reading == DEFAULT_READING.name]
     result = CliRunner().invoke(app, ["report", str(tmp_path / "results"), "--out",
                                       str(tmp_path / "out")])

@@ -71,8 +71,13 @@ def load_campaign(root: str | Path) -> Campaign:
                 for reading in CURVE_READINGS:
                     curve += proxy_size_curve(pair, test, products, pool, reading)
             pairs.append(PairResult(pair, results, complete, readings, curve))
-    complete = {p.pair: p.readings for p in pairs if p.complete and p.readings}
+    complete = complete_readings(pairs)
     return Campaign(Path(root), pairs, held_out(complete), default_choice(complete), waiting)
+
+
+def complete_readings(pairs: list[PairResult]) -> dict[Pair, list[ReadingRegret]]:
+    """Every reading's regret, for the pairs with every planned cell (the only ones rules 4-5 use)."""
+    return {p.pair: p.readings for p in pairs if p.complete and p.readings}
 
 
 def pair_table(campaign: Campaign) -> Table:
@@ -160,7 +165,7 @@ def default_table(campaign: Campaign) -> Table:
 
 
 def out_of_sample_table(campaign: Campaign) -> Table:
-    complete = {p.pair: p.readings for p in campaign.pairs if p.complete and p.readings}
+    complete = complete_readings(campaign.pairs)
     rows, notes = [], []
     for number, choice in enumerate(DEFAULT_HISTORY, 1):
         label = f"{number}: {choice.reading.name}" + (" (in force)" if number == len(DEFAULT_HISTORY)
@@ -205,7 +210,8 @@ def runtime_table(campaign: Campaign) -> Table:
     return Table("Runtimes on the proxy set (seconds, wall time on the machine that ran them)",
                  ("pair", "LGA", "CMA", "brute force, every layer"), tuple(rows),
                  "LGA: the study's LGA locator, one pass (the default reading when it ran); CMA: "
-                 "every proxy fact; brute force: the sum of its cells. Machines and load differ between runs: compare within a row.")
+                 "every proxy fact; brute force: the sum of its cells. Machines and load differ "
+                 "between runs: compare within a row.")
 
 
 def write_campaign_report(root: str | Path, out_dir: str | Path) -> Path:
