@@ -84,10 +84,11 @@ def test_a_reading_needs_products_of_its_weights_and_old_answer():
 
 def test_reading_names_are_stable_and_parse_back():
     assert PREREGISTERED_READING.name == "edit-matrix/dataset/raw/sum/k1/argmax"
-    # rule 5 of docs/findings.md, applied on four complete pairs; the first choice is kept
-    assert DEFAULT_READING.name == "edit-matrix/dataset/cosine/mean-rank/k1.5/argmax"
-    assert [c.reading.name for c in DEFAULT_HISTORY] == ["mlp/greedy/raw/sum/k1/argmax",
-                                                         DEFAULT_READING.name]
+    # rule 5 of docs/findings.md, applied on five complete pairs; the earlier choices are kept
+    assert DEFAULT_READING.name == "edit-matrix/dataset/cosine/mean-rank/k1/argmax"
+    assert [c.reading.name for c in DEFAULT_HISTORY] == [
+        "mlp/greedy/raw/sum/k1/argmax", "edit-matrix/dataset/cosine/mean-rank/k1.5/argmax",
+        DEFAULT_READING.name]
     assert all(len(c.chosen_on) == len(set(c.chosen_on)) >= 3 for c in DEFAULT_HISTORY)
     assert reading(fence_k=1.5, combine="votes").name == "edit-matrix/dataset/raw/votes/k1.5/argmax"
     assert reading(fence_k=None, weights="mlp").name == "mlp/dataset/raw/sum/nofence/argmax"

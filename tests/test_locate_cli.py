@@ -34,7 +34,7 @@ def test_locate_writes_every_key_the_issue_names(tmp_path):
     assert sum(stability["win_share"].values()) == pytest.approx(1.0)
     assert set(stability["win_share"]) <= {str(layer) for layer in range(4)}
     assert "bootstrap resamples of the 4 requests: layer" in result.output
-    assert data["reading"] == "edit-matrix/dataset/cosine/mean-rank/k1.5/argmax"
+    assert data["reading"] == "edit-matrix/dataset/cosine/mean-rank/k1/argmax"
 
 
 def test_locate_takes_the_lga_reading_options(tmp_path):
