@@ -5,6 +5,7 @@ also writes a report is in test_study.py.)"""
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -79,6 +80,18 @@ MANIFEST = {"format": FORMAT, "model": "tiny-llama", "model_fingerprint": "f00",
 def _analyse():
     cells, located = synthetic_records()
     return analyse(None, MANIFEST, build_grids(cells), located)
+
+
+def test_direction_and_fence_variants_only_re_read_sum_scores():
+    from goldenlayers.study.analysis import lga_variants
+    test = build_grids(synthetic_records()[0])[("zsre", "test", "r-rome")]
+    summed = LayerScores("lga", "tiny-llama", "f00", [5.0, 1.0, 9.0, 100.0], [3], 2, [2],
+                         [[5.0, 1.0, 9.0, 100.0]], 2.0, None, {"combine": "sum"})
+    assert {(v.direction, v.fence_k, v.layer) for v in lga_variants(test, summed)} >= {
+        ("argmax", None, 3), ("argmin", None, 1)}
+    # mean ranks of the layers the fences kept (NaN: fenced): flipping them is no reading at all
+    ranked = replace(summed, scores=[2.0, 3.0, 1.0, float("nan")], settings={"combine": "mean-rank"})
+    assert lga_variants(test, ranked) == []
 
 
 def test_grid_golden_layers_and_overall():

@@ -154,7 +154,8 @@ def lga_variant_table(results: StudyResults) -> Table:
                   str(v.layer), fmt(v.accuracy), fmt(v.regret)) for v in results.lga_variants)
     return Table("LGA direction and Tukey fence, from the stored LGA scores",
                  ("data set", "direction", "fence k", "layer", "test RwA", "regret"), rows,
-                 "– where that layer was not brute-forced (see --layers).")
+                 "sum readings only (S(l) itself); – where that layer was not brute-forced (see "
+                 "--layers). Every reading, from the gradient products: campaign.md.")
 
 
 def runtime_table(results: StudyResults) -> Table:

@@ -293,7 +293,14 @@ def spearman(a, b) -> float:
 
 
 def lga_variants(test: Grid, scores: LayerScores) -> list[LgaVariant]:
-    """The layer LGA's stored scores give for each direction and fence, scored on the test set."""
+    """The layer LGA's stored scores give for each direction and fence, scored on the test set.
+
+    Only for a sum reading (stores from before the readings have no ``combine``: sum), whose
+    scores are S(l) itself. A mean-rank or votes reading stores ranks or votes of the layers its
+    fences kept, and fencing or flipping those would be a different reading altogether: every
+    reading is computed from the gradient products in the campaign report instead."""
+    if scores.settings.get("combine", "sum") != "sum":
+        return []
     golden_accuracy = float(np.nanmax(test.layer_means(PRIMARY)))
     variants = []
     for direction in DIRECTIONS:
