@@ -130,3 +130,25 @@ def test_stability_of_identical_requests_is_certain():
     golden = reading_layer(GradientProducts("edit-matrix", "dataset", tuple("abcdef"), rows,
                                             np.ones_like(rows), np.ones_like(rows)), reading())
     assert stability.win_share == {golden: 1.0}
+
+
+def test_rules_5_and_5b_are_compared_only_on_pairs_completed_after_5b_was_written():
+    from goldenlayers.evaluate import Interval
+    from goldenlayers.study.lga_readings import Pair, ReadingRegret, rules_compared
+
+    def regrets(pair, by_reading):  # reading -> (layer, rewrite regret)
+        return [ReadingRegret(pair, name, layer, {"rewrite_accuracy": Interval(value, value, value, 50)})
+                for name, (layer, value) in by_reading.items()]
+
+    a, b, c, d = (Pair("m", name) for name in "abcd")
+    # "lucky" wins on each pair's own proxy set, "steady" on resampled ones
+    own = {p: regrets(p, {"lucky": (1, 0.0), "steady": (2, 0.05)}) for p in (a, b, c)}
+    own[d] = regrets(d, {"lucky": (7, 0.4), "steady": (3, 0.01)})
+    resampled = {p: regrets(p, {"lucky": (1, 0.3), "steady": (2, 0.06)}) for p in (a, b, c, d)}
+    [compared] = rules_compared(own, resampled, written_after=("m x a", "m x b", "m x c"))
+    assert compared.pair == d
+    assert (compared.rule_five.reading, compared.rule_five.layer) == ("lucky", 7)
+    assert (compared.rule_five_b.reading, compared.rule_five_b.layer) == ("steady", 3)
+    assert compared.rule_five_b.regret["rewrite_accuracy"].mean == 0.01  # d's own regret, not resampled
+    assert rules_compared(own, resampled, written_after=("m x a", "m x b", "m x c", "m x d")) == []
+    assert rules_compared(own, resampled, written_after=(), min_pairs=4) == []  # three others only

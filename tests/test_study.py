@@ -317,6 +317,16 @@ def test_campaign_report_chooses_each_pairs_reading_on_the_other_pairs(local_run
     rule_five = RuleFiveChoice(DEFAULT_READING, ("tiny-llama x counterfact",), "a test")
     outside = out_of_sample(by_pair, rule_five)
     assert outside == [r for r in by_pair[zsre] if r.reading == DEFAULT_READING.name]
+    # rule 5b's measure: with one proxy request and no pool, every draw of one is that request
+    from goldenlayers.study.lga_readings import resampled_regrets, stored_products
+    pair = campaign.pairs[1]
+    located = pair.results.locate_rows
+    one = resampled_regrets(pair.pair, pair.results.test["zsre"],
+                            stored_products(located, "zsre", "proxy"), [], size=1)
+    assert [(r.reading, r.layer, r.regret["rewrite_accuracy"].mean) for r in one] == [
+        (r.reading, r.layer, r.regret["rewrite_accuracy"].mean) for r in pair.readings]
+    assert all(not p.resampled for p in campaign.pairs)  # 20 requests per draw: none here
+    assert campaign.rule_five_b is None and campaign.compared == []
     result = CliRunner().invoke(app, ["report", str(tmp_path / "results"), "--out",
                                       str(tmp_path / "out")])
     assert result.exit_code == 0, result.output
@@ -325,6 +335,7 @@ def test_campaign_report_chooses_each_pairs_reading_on_the_other_pairs(local_run
     # every default so far was chosen on SmolLM2 pairs, so both tiny pairs are out of sample for it
     assert f"(in force) | tiny-llama x zsre | {outside[0].layer} |" in text
     assert "Held out" in text and "tiny-llama x zsre" in text and "Proxy-size curve" in text
+    assert "Rules 5 and 5b out of sample" in text and "No pair has completed since." in text
     assert (tmp_path / "out" / "tiny-llama" / "report.md").exists()
 
 

@@ -16,10 +16,11 @@ from goldenlayers.locate.readings import DEFAULT_HISTORY, DEFAULT_READING, PRERE
 from goldenlayers.report.render import markdown_table
 from goldenlayers.report.tables import Table, fmt, fmt_interval, fmt_p
 from goldenlayers.study.analysis import PRIMARY, StudyResults, load_results
-from goldenlayers.study.lga_readings import (DefaultChoice, HeldOutChoice, Pair, ProxySizePoint,
-                                             ReadingRegret, default_choice, held_out,
-                                             out_of_sample, proxy_size_curve, reading_regrets,
-                                             stored_products)
+from goldenlayers.study.lga_readings import (RULE_5B_WRITTEN_AFTER, DefaultChoice, HeldOutChoice,
+                                             Pair, ProxySizePoint, ReadingRegret, RulesCompared,
+                                             default_choice, held_out, out_of_sample,
+                                             proxy_size_curve, reading_regrets, resampled_regrets,
+                                             rules_compared, stored_products)
 from goldenlayers.study.store import MANIFEST
 
 # the proxy-size curve's readings: the one fixed beforehand and locate's default (one if the same)
@@ -33,6 +34,7 @@ class PairResult:
     complete: bool  # every planned proxy and test request edited at every layer
     readings: list[ReadingRegret]
     proxy_size: list[ProxySizePoint]
+    resampled: list[ReadingRegret]  # rule 5b's measure: regret over resampled proxy sets
 
 
 @dataclass(frozen=True)
@@ -41,6 +43,8 @@ class Campaign:
     pairs: list[PairResult]
     held_out: list[HeldOutChoice]
     default: DefaultChoice | None  # rule 5, from three complete pairs on
+    rule_five_b: DefaultChoice | None  # rule 5b: by the mean regret over resampled proxy sets
+    compared: list[RulesCompared]  # rules 5 and 5b on the pairs completed after 5b was written
     waiting: list[str]  # model folders with no data set that has both proxy and test cells yet
 
 
@@ -65,14 +69,17 @@ def load_campaign(root: str | Path) -> Campaign:
                         and len(test.layers) == results.num_layers == len(proxy.layers))
             products = stored_products(rows, dataset, "proxy")
             readings = reading_regrets(pair, test, products) if products else []
-            curve = []
+            curve, resampled = [], []
             if products:
                 pool = stored_products(rows, dataset, "pool")
                 for reading in CURVE_READINGS:
                     curve += proxy_size_curve(pair, test, products, pool, reading)
-            pairs.append(PairResult(pair, results, complete, readings, curve))
+                resampled = resampled_regrets(pair, test, products, pool)
+            pairs.append(PairResult(pair, results, complete, readings, curve, resampled))
     complete = complete_readings(pairs)
-    return Campaign(Path(root), pairs, held_out(complete), default_choice(complete), waiting)
+    resampled = {p.pair: p.resampled for p in pairs if p.complete and p.resampled}
+    return Campaign(Path(root), pairs, held_out(complete), default_choice(complete),
+                    default_choice(resampled), rules_compared(complete, resampled), waiting)
 
 
 def complete_readings(pairs: list[PairResult]) -> dict[Pair, list[ReadingRegret]]:
@@ -185,6 +192,44 @@ def out_of_sample_table(campaign: Campaign) -> Table:
                  "regrets are out of sample." + ("" if rows else " None complete yet."))
 
 
+def rule_five_b_table(campaign: Campaign) -> Table:
+    own = complete_readings(campaign.pairs)
+    resampled = {p.pair: p.resampled for p in campaign.pairs if p.complete and p.resampled}
+
+    def mean_over(by_pair: dict[Pair, list[ReadingRegret]], name: str) -> str:
+        values = [r.regret[PRIMARY].mean for rows in by_pair.values() for r in rows
+                  if r.reading == name]
+        return fmt(sum(values) / len(values)) if values else "–"
+
+    rows = tuple((rule, choice.reading, ", ".join(map(str, choice.chosen_on)),
+                  mean_over(own, choice.reading), mean_over(resampled, choice.reading))
+                 for rule, choice in (("5: each pair's own proxy set", campaign.default),
+                                      ("5b: resampled proxy sets", campaign.rule_five_b))
+                 if choice is not None)
+    return Table("Rules 5 and 5b: the reading each chooses on every complete pair",
+                 ("rule", "reading", "chosen on", "mean regret RwA, own proxy sets",
+                  "mean regret RwA, resampled proxy sets"), rows,
+                 "Resampled: the mean over 20 seeded draws of 20 requests from each pair's proxy + "
+                 "pool requests (the proxy-size curve's draws); both columns are means of point "
+                 "estimates over the pairs, in-sample for both rules. Rule 5 sets locate's default; "
+                 "rule 5b is judged in the next table." + ("" if rows else " Needs three complete "
+                                                           "pairs."))
+
+
+def rules_compared_table(campaign: Campaign) -> Table:
+    rows = tuple((str(c.pair), c.rule_five.reading, str(c.rule_five.layer),
+                  fmt_interval(c.rule_five.regret.get(PRIMARY)), c.rule_five_b.reading,
+                  str(c.rule_five_b.layer), fmt_interval(c.rule_five_b.regret.get(PRIMARY)))
+                 for c in campaign.compared)
+    return Table("Rules 5 and 5b out of sample: pairs completed after rule 5b was written",
+                 ("pair", "rule 5's reading (other pairs)", "layer", "regret RwA [95% CI]",
+                  "rule 5b's reading (other pairs)", "layer", "regret RwA [95% CI]"), rows,
+                 "Each rule chooses on the other complete pairs; the regret is on this pair's own "
+                 "proxy and test sets, which neither choice saw. Rule 5b was written when these "
+                 f"were complete: {', '.join(RULE_5B_WRITTEN_AFTER)}."
+                 + ("" if rows else " No pair has completed since."))
+
+
 def proxy_size_table(campaign: Campaign) -> Table:
     rows = tuple((str(pt.pair), pt.reading, str(pt.size), str(pt.resamples),
                   ", ".join(f"{layer}: {count}" for layer, count in pt.layers.items()),
@@ -224,7 +269,8 @@ def write_campaign_report(root: str | Path, out_dir: str | Path) -> Path:
         if not any(w.startswith(f"{folder.name}:") for w in campaign.waiting):
             write_report(folder, out / folder.name)
     tables = [pair_table(campaign), held_out_table(campaign), default_table(campaign),
-              out_of_sample_table(campaign), *readings_table(campaign),
+              out_of_sample_table(campaign), rule_five_b_table(campaign),
+              rules_compared_table(campaign), *readings_table(campaign),
               proxy_size_table(campaign), runtime_table(campaign)]
     complete = sum(p.complete for p in campaign.pairs)
     lines = [f"# Campaign: {len(campaign.pairs)} pairs ({complete} complete)", "",

@@ -25,6 +25,11 @@ from goldenlayers.locate.readings import (DEFAULT_HISTORY, DEFAULT_READING, Grad
 PRODUCTS = "lga-products"  # the method name of the locate rows that hold LGA's gradient products
 REGRET_METRICS = ("rewrite_accuracy", OVERALL)
 PROXY_SIZES = (5, 10, 20, 50)
+RESAMPLED_SIZE = 20  # rule 5b: proxy sets of this many requests, as many as the campaign's proxy set
+# Rule 5b of docs/findings.md was written when these pairs were complete; it is judged on the others.
+RULE_5B_WRITTEN_AFTER = ("gemma3-270m x counterfact", "smollm2-135m x counterfact",
+                         "smollm2-135m x wikicounterfact", "smollm2-135m x wikirecent",
+                         "smollm2-135m x zsre")
 
 
 @dataclass(frozen=True, order=True)
@@ -67,6 +72,16 @@ class HeldOutChoice:
     mean_regret_elsewhere: float
     layer: int
     regret: dict[str, Interval]
+
+
+@dataclass(frozen=True)
+class RulesCompared:
+    """On a pair completed after rule 5b was written: what rule 5 and rule 5b, each applied to the
+    other complete pairs, choose, and how each choice does on this pair (out of sample)."""
+
+    pair: Pair
+    rule_five: ReadingRegret
+    rule_five_b: ReadingRegret
 
 
 @dataclass(frozen=True)
@@ -161,6 +176,50 @@ def out_of_sample(by_pair: Mapping[Pair, Sequence[ReadingRegret]],
     it does on a pair nobody chose it on; pairs without that reading are left out."""
     return [r for pair in sorted(by_pair) if str(pair) not in choice.chosen_on
             for r in by_pair[pair] if r.reading == choice.reading.name]
+
+
+def resampled_regrets(pair: Pair, test: Grid, proxy: Sequence[GradientProducts],
+                      pool: Sequence[GradientProducts], readings: Sequence[LGAReading] | None = None,
+                      size: int = RESAMPLED_SIZE) -> list[ReadingRegret]:
+    """Rule 5b's measure: each reading's mean rewrite-accuracy regret over the proxy-size curve's
+    draws of ``size`` requests (the same draws, so readings are compared on the same sets where
+    they share products); ``layer`` is the one picked most often. Empty when the proxy and pool
+    requests are fewer than ``size``."""
+    sizes = tuple(s for s in PROXY_SIZES if s < size) + (size,)  # the curve's draws come in order
+    available = {(p.weights, p.old_answer) for p in proxy}
+    out = []
+    for reading in readings or all_readings():
+        if (reading.weights, reading.old_answer) not in available:
+            continue
+        point = next((p for p in proxy_size_curve(pair, test, proxy, pool, reading, sizes)
+                      if p.size == size), None)
+        if point is None:
+            continue
+        layer = max(point.layers, key=point.layers.get)  # ties: the shallower layer
+        out.append(ReadingRegret(pair, reading.name, layer, {"rewrite_accuracy": point.regret}))
+    return out
+
+
+def rules_compared(by_pair: Mapping[Pair, Sequence[ReadingRegret]],
+                   resampled: Mapping[Pair, Sequence[ReadingRegret]],
+                   written_after: Sequence[str] = RULE_5B_WRITTEN_AFTER,
+                   min_pairs: int = 3) -> list[RulesCompared]:
+    """Rule 5 (lowest mean regret on each pair's own proxy set) against rule 5b (lowest mean
+    resampled regret), each choosing on the other complete pairs, on every pair completed after
+    rule 5b was written. Both choose among the readings every pair has in both measures."""
+    pairs = sorted(p for p in by_pair if p in resampled and resampled[p])
+    out = []
+    for pair in pairs:
+        others = [p for p in pairs if p != pair]
+        if str(pair) in written_after or len(others) < min_pairs:
+            continue
+        shared = set.intersection(*({r.reading for r in by_pair[p]} for p in pairs),
+                                  *({r.reading for r in resampled[p]} for p in pairs))
+        five, _ = choose_reading(by_pair, others, among=shared)
+        five_b, _ = choose_reading(resampled, others, among=shared)
+        here = {r.reading: r for r in by_pair[pair]}
+        out.append(RulesCompared(pair, here[five], here[five_b]))
+    return out
 
 
 def proxy_size_curve(pair: Pair, test: Grid, proxy: Sequence[GradientProducts],
