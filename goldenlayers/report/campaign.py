@@ -77,7 +77,7 @@ def load_campaign(root: str | Path) -> Campaign:
                 resampled = resampled_regrets(pair, test, products, pool)
             pairs.append(PairResult(pair, results, complete, readings, curve, resampled))
     complete = complete_readings(pairs)
-    resampled = {p.pair: p.resampled for p in pairs if p.complete and p.resampled}
+    resampled = complete_resampled(pairs)
     return Campaign(Path(root), pairs, held_out(complete), default_choice(complete),
                     default_choice(resampled), rules_compared(complete, resampled), waiting)
 
@@ -85,6 +85,11 @@ def load_campaign(root: str | Path) -> Campaign:
 def complete_readings(pairs: list[PairResult]) -> dict[Pair, list[ReadingRegret]]:
     """Every reading's regret, for the pairs with every planned cell (the only ones rules 4-5 use)."""
     return {p.pair: p.readings for p in pairs if p.complete and p.readings}
+
+
+def complete_resampled(pairs: list[PairResult]) -> dict[Pair, list[ReadingRegret]]:
+    """Every reading's resampled regret (rule 5b's measure), for the complete pairs."""
+    return {p.pair: p.resampled for p in pairs if p.complete and p.resampled}
 
 
 def pair_table(campaign: Campaign) -> Table:
@@ -194,7 +199,7 @@ def out_of_sample_table(campaign: Campaign) -> Table:
 
 def rule_five_b_table(campaign: Campaign) -> Table:
     own = complete_readings(campaign.pairs)
-    resampled = {p.pair: p.resampled for p in campaign.pairs if p.complete and p.resampled}
+    resampled = complete_resampled(campaign.pairs)
 
     def mean_over(by_pair: dict[Pair, list[ReadingRegret]], name: str) -> str:
         values = [r.regret[PRIMARY].mean for rows in by_pair.values() for r in rows

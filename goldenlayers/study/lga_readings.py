@@ -191,10 +191,11 @@ def resampled_regrets(pair: Pair, test: Grid, proxy: Sequence[GradientProducts],
     for reading in readings or all_readings():
         if (reading.weights, reading.old_answer) not in available:
             continue
-        point = next((p for p in proxy_size_curve(pair, test, proxy, pool, reading, sizes)
-                      if p.size == size), None)
-        if point is None:
+        both = _proxy_and_pool(proxy, pool, reading)
+        rows_of_each = proxy_draws(pair, both.num_requests, sizes).get(size)
+        if rows_of_each is None:
             continue
+        point = _draws_point(pair, test, both, reading, size, rows_of_each, seed=0)
         layer = max(point.layers, key=point.layers.get)  # ties: the shallower layer
         out.append(ReadingRegret(pair, reading.name, layer, {"rewrite_accuracy": point.regret}))
     return out
@@ -222,27 +223,43 @@ def rules_compared(by_pair: Mapping[Pair, Sequence[ReadingRegret]],
     return out
 
 
+def proxy_draws(pair: Pair, num_requests: int, sizes: Sequence[int] = PROXY_SIZES,
+                resamples: int = 20, seed: int = 0) -> dict[int, list[list[int]]]:
+    """The proxy-size curve's draws: for each size up to ``num_requests``, ``resamples`` sorted
+    row sets drawn without replacement, seeded by the pair, sizes in order (so a size's draws
+    depend on the sizes before it, never on the reading)."""
+    generator = random.Random(f"proxy-size:{seed}:{pair}")
+    return {size: [sorted(generator.sample(range(num_requests), size)) for _ in range(resamples)]
+            for size in sizes if size <= num_requests}
+
+
 def proxy_size_curve(pair: Pair, test: Grid, proxy: Sequence[GradientProducts],
                      pool: Sequence[GradientProducts], reading: LGAReading = DEFAULT_READING,
                      sizes: Sequence[int] = PROXY_SIZES, resamples: int = 20,
                      seed: int = 0) -> list[ProxySizePoint]:
     """The reading's layer on ``size`` requests drawn (seeded, without replacement) from the proxy
     and pool products together, ``resamples`` times per size, and the regret of each draw."""
-    both = _stacked(products_for(proxy, reading), products_for(pool, reading) if pool else None)
-    generator = random.Random(f"proxy-size:{seed}:{pair}")
-    points = []
-    for size in sizes:
-        if size > both.num_requests:
-            continue
-        layers, regrets = Counter(), []
-        for _ in range(resamples):
-            rows = sorted(generator.sample(range(both.num_requests), size))
-            layer = reading_layer(_rows(both, rows), reading)
-            layers[layer] += 1
-            regrets.append(regret_of(test, layer, "rewrite_accuracy").mean)
-        points.append(ProxySizePoint(pair, reading.name, size, resamples, dict(sorted(layers.items())),
-                                     bootstrap_interval(regrets, seed=seed)))
-    return points
+    both = _proxy_and_pool(proxy, pool, reading)
+    draws = proxy_draws(pair, both.num_requests, sizes, resamples, seed)
+    return [_draws_point(pair, test, both, reading, size, rows_of_each, seed)
+            for size, rows_of_each in draws.items()]
+
+
+def _draws_point(pair: Pair, test: Grid, both: GradientProducts, reading: LGAReading, size: int,
+                 rows_of_each: Sequence[Sequence[int]], seed: int) -> ProxySizePoint:
+    layers, regrets = Counter(), []
+    for rows in rows_of_each:
+        layer = reading_layer(_rows(both, rows), reading)
+        layers[layer] += 1
+        regrets.append(regret_of(test, layer, "rewrite_accuracy").mean)
+    return ProxySizePoint(pair, reading.name, size, len(rows_of_each), dict(sorted(layers.items())),
+                          bootstrap_interval(regrets, seed=seed))
+
+
+def _proxy_and_pool(proxy: Sequence[GradientProducts], pool: Sequence[GradientProducts],
+                    reading: LGAReading) -> GradientProducts:
+    """The reading's products of the proxy and the pool requests, as one request set."""
+    return _stacked(products_for(proxy, reading), products_for(pool, reading) if pool else None)
 
 
 def _stacked(a: GradientProducts, b: GradientProducts | None) -> GradientProducts:
