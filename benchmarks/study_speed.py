@@ -66,18 +66,21 @@ def old_way(worktree: Path, args) -> tuple[float, dict[str, dict[str, float]]]:
 
 def new_way(args) -> tuple[float, dict[str, dict[str, float]]]:
     from goldenlayers.data import load_dataset, split
+    from goldenlayers.editing.batches import ordered_for_batching
     from goldenlayers.engine import CellKey
+    from goldenlayers.models import load_model
     from goldenlayers.study.executor import CellTask, WorkerSpec, make_executor
 
     start = time.perf_counter()
     dataset = load_dataset("counterfact")
     test = list(split(dataset.requests, proxy_fraction=0.1, seed=0).test)[: args.requests]
+    handle = load_model(args.model, args.device)  # as the study's driver does (its tokenizer)
     tasks = [CellTask(CellKey(args.model, "counterfact", "test", "r-rome", layer, str(r.case_id), 0), r)
-             for r in test for layer in args.layers]
+             for r in ordered_for_batching(test, handle.tokenizer) for layer in args.layers]
     spec = WorkerSpec(args.model, device=args.device)
     rows = {}
-    runner = make_executor(args.executor, spec, workers=args.workers, num_cpus=args.workers,
-                           requests_per_batch=args.batch_requests)
+    runner = make_executor(args.executor, spec, handle, workers=args.workers,
+                           num_cpus=args.workers, requests_per_batch=args.batch_requests)
     try:
         runner.run(tasks, lambda row: rows.__setitem__(f"{row.key.case_id}/{row.key.layer}",
                                                        {k: v for k, v in row.metrics.items()

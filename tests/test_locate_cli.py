@@ -5,9 +5,13 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from goldenlayers.app.locate_job import golden_layer_cached, layer_scores_cached, proxy_split
+from goldenlayers.app import locate_job
+from goldenlayers.app.locate_job import (golden_layer_cached, layer_scores_cached, proxy_split,
+                                         verify_at_layer)
 from goldenlayers.app.render import bar, layer_table, stability_line
 from goldenlayers.cli import app
+from goldenlayers.data import EditRequest
+from goldenlayers.engine import CellRow
 from goldenlayers.errors import GoldenLayersError
 from goldenlayers.locate import LocateError
 from goldenlayers.locate import lga as lga_module
@@ -140,3 +144,28 @@ def test_edit_layer_auto_says_so_when_lga_names_no_layer(tmp_path, monkeypatch):
     message = str(result.exception)  # printed in one line by the entry point, as every input error
     assert "LGA names no layer for tiny-llama on counterfact" in message
     assert "not applicable" in message and message.endswith("give --layer N")
+
+
+def test_verify_runs_narrow_requests_together_and_returns_rows_in_the_callers_order(tiny_llama,
+                                                                                   monkeypatch):
+    ran = []
+
+    class RecordingRunner:  # no edits: only the order the cells run in
+        def __init__(self, handle, editor, metrics):
+            pass
+
+        def pre_edit(self, requests):
+            pass
+
+        def run_batch(self, cells):
+            ran.append([key.case_id for key, _ in cells])
+            return [CellRow(key, {}, 0.0) for key, _ in cells]
+
+    monkeypatch.setattr(locate_job, "CellRunner", RecordingRunner)
+    requests = [EditRequest(case_id, "Apple A5 was created by", "Apple A5", target)
+                for case_id, target in (("w1", "a firm in California"), ("n1", "Google"),
+                                        ("w2", "Rome and nowhere else"), ("n2", "IBM"),
+                                        ("n3", "Sony"))]
+    rows = verify_at_layer(tiny_llama, requests, layer=1)
+    assert ran == [["n1", "n2", "n3", "w1"], ["w2"]]  # batches of 4, narrowest first
+    assert [row.key.case_id for row in rows] == ["w1", "n1", "w2", "n2", "n3"]

@@ -52,6 +52,27 @@ def test_settings_validate_and_reject_unknown_keys():
     assert StudySettings("m", "zsre, counterfact").datasets == ("zsre", "counterfact")
 
 
+def test_cells_go_by_recomputed_columns_within_each_split(tiny_llama):
+    """Consecutive requests share a value batch: narrow ones go together, wide ones together;
+    the split and the proxy-then-test order stay."""
+    from goldenlayers.data import EditRequest
+    from goldenlayers.study.experiments import DatasetPlan, cell_tasks
+
+    def request(case_id, target):
+        return EditRequest(case_id, "Apple A5 was created by", "Apple A5", target)
+
+    plan = DatasetPlan("d", ("rewrite_accuracy",), proxy=(request("p1", "a firm in California"),
+                                                          request("p2", "Google")),
+                       test=(request("t1", "Google"), request("t2", "Rome and nowhere else"),
+                             request("t3", "IBM")), pool=(), digest="x")
+    tasks = cell_tasks([plan], StudySettings("tiny-llama", ("d",)), tiny_llama, [0, 1])
+    assert [(t.key.split, t.key.case_id, t.key.layer) for t in tasks][::2] == [
+        ("proxy", "p2", 0), ("proxy", "p1", 0), ("test", "t1", 0), ("test", "t3", 0),
+        ("test", "t2", 0)]
+    assert [t.key.layer for t in tasks] == [0, 1] * 5
+    assert all(t.request.case_id == t.key.case_id for t in tasks)
+
+
 # --- the run folder ---------------------------------------------------------------------------------
 
 def _manifest(seed=0, test_size=6, digest="d1", editor_steps=5):

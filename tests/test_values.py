@@ -8,7 +8,7 @@ import torch
 
 from goldenlayers.data import EditRequest, PromptAnswer
 from goldenlayers.editing import EditError, get_editor
-from goldenlayers.editing.batches import prepared_batch
+from goldenlayers.editing.batches import ordered_for_batching, prepared_batch, recomputed_columns
 from goldenlayers.editing.values import optimise_value, optimise_values, values_for_requests
 from goldenlayers.engine import CellKey, CellRunner, layer_batches
 from goldenlayers.models import load_model
@@ -22,6 +22,8 @@ REQUESTS = [  # prompts of different lengths, so the batch pads them differently
     EditRequest("c", "In the heart of the old town, the Eiffel Tower stands in", "Eiffel Tower",
                 "Rome and nowhere else", "Paris", locality=LOCALITY),
 ]
+# the subject ends the prompt: with kl_position "prompt_last" its KL row ("... is a") is the widest
+SUBJECT_LAST = EditRequest("d", "Everyone has seen the Eiffel Tower", "Eiffel Tower", "Rome", "Paris")
 SETTINGS = dict(n_context_templates=3, context_template_length=6, v_num_grad_steps=12, v_lr=0.02,
                 v_weight_decay=0.001, v_loss_stop=0.0)
 
@@ -134,3 +136,38 @@ def test_a_prepared_value_is_for_one_request_alone(tiny_llama):
     with pytest.raises(ValueError, match="one request alone"):
         with editor.edited(tiny_llama, REQUESTS[:2], 1, prepared=prepared):
             pass
+
+
+@pytest.mark.parametrize("kl_position", ["subject_last", "prompt_last"])
+def test_recomputed_columns_are_those_of_the_prepared_batch(tiny_model, kl_position):
+    editor = get_editor("r-rome", **dict(SETTINGS, kl_position=kl_position))
+    config = editor.config_for(tiny_model)
+    widths = []
+    for request in [*REQUESTS, SUBJECT_LAST]:
+        batch = prepared_batch(tiny_model, request, config, editor.cache).batch
+        widths.append(recomputed_columns(tiny_model.tokenizer, request, config.kl_prompt,
+                                         config.kl_position))
+        assert widths[-1] == batch.input_ids.shape[1] - int(batch.subject_last.min()), request
+    assert len(set(widths)) > 2  # the requests differ, so no constant passes
+
+
+def test_ordering_for_batching_is_a_stable_sort_by_recomputed_columns(tiny_llama, monkeypatch):
+    import goldenlayers.editing.batches as batches_module
+
+    tokenizer = tiny_llama.tokenizer
+    twin = EditRequest("e", REQUESTS[1].prompt, REQUESTS[1].subject, REQUESTS[1].target_new)
+    requests = [REQUESTS[2], twin, REQUESTS[0], REQUESTS[1], SUBJECT_LAST]
+    widths = {r.case_id: recomputed_columns(tokenizer, r) for r in requests}
+    assert widths["d"] < widths["a"] < widths["e"] == widths["b"] < widths["c"]
+    # "e" and "b" tie and keep their order, which is not the order of their case ids
+    assert [r.case_id for r in ordered_for_batching(requests, tokenizer)] == ["d", "a", "e", "b", "c"]
+
+    def rewrite_row_or_error(tokenizer, request, prefix):  # as for a target with no tokens
+        if request.case_id == "c":
+            raise EditError("request c: the target has no tokens")
+        return rewrite_row(tokenizer, request, prefix)
+
+    rewrite_row = batches_module._rewrite_row
+    monkeypatch.setattr(batches_module, "_rewrite_row", rewrite_row_or_error)
+    assert recomputed_columns(tokenizer, REQUESTS[2]) == 0  # no error: the edit reports it later
+    assert [r.case_id for r in ordered_for_batching(requests, tokenizer)] == ["c", "d", "a", "e", "b"]

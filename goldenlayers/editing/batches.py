@@ -91,6 +91,28 @@ def _left_pad(tokenizer, rows) -> TokenBatch:
     return pad_rows(tokenizer, ids, labels, [column + 1 for column in prompt_last], subject, "left")
 
 
+def recomputed_columns(tokenizer, request: EditRequest, kl_prompt: str = EditConfig.kl_prompt,
+                       kl_position: str = EditConfig.kl_position) -> int:
+    """Columns of ``request``'s batch that the value optimisation recomputes at every step: from
+    its first subject column to the end, i.e. the longest row's length past its subject column
+    (rows are left-padded). The bare prompt row stands for every template row: they share the
+    tokens after the subject. A request that cannot be batched counts 0, so ordering never fails;
+    its edit reports the error."""
+    try:
+        check_subject(request)
+        rows = [_rewrite_row(tokenizer, request, ""), _kl_row(tokenizer, request, kl_prompt,
+                                                             kl_position)]
+    except (EditError, ValueError):  # ValueError: a subject the tokens cannot place
+        return 0
+    return max(len(ids) - subject_column for ids, _, subject_column, _ in rows)
+
+
+def ordered_for_batching(requests: Sequence[EditRequest], tokenizer) -> list[EditRequest]:
+    """``requests`` by the columns they recompute (stable): a stacked batch recomputes its widest
+    request's columns for every row, so neighbours of similar width waste the fewest."""
+    return sorted(requests, key=lambda request: recomputed_columns(tokenizer, request))
+
+
 def prepared_batch(handle: ModelHandle, request: EditRequest, config: EditConfig,
                    cache: EditCache) -> RequestBatch:
     """The request's batch in the model's (cached) context templates, itself cached: brute-force

@@ -189,7 +189,10 @@ def layer_batches(keys: Sequence[CellKey], requests_per_batch: int = 4) -> list[
     """Indices of ``keys`` in batches for ``CellRunner.run_batch``: one layer's cells of at most
     ``requests_per_batch`` consecutive requests (of one data set and split). Blocks of requests go
     layer by layer, so each block is complete before the next starts (as in the order of
-    ``keys``), and a stopped run loses at most one batch per worker."""
+    ``keys``), and a stopped run loses at most one batch per worker. The order of ``keys`` makes
+    the blocks: a block's value optimisation recomputes its widest request's columns for every
+    row, so callers order requests by that width first
+    (``editing.batches.ordered_for_batching``)."""
     if requests_per_batch < 1:
         raise ValueError(f"requests_per_batch must be at least 1, not {requests_per_batch}")
     batches: list[list[int]] = []

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from goldenlayers.editing import get_editor
+from goldenlayers.editing.batches import ordered_for_batching
 from goldenlayers.engine import CellKey, CellRunner, Grid, grid_of, layer_batches
 from goldenlayers.engine.layers import parse_layers
 from goldenlayers.evaluate import METRICS, OVERALL, TEACHER_FORCED, higher_is_better, supports
@@ -67,8 +68,9 @@ class BruteForceLocator(Locator):
         runner = CellRunner(handle, get_editor(s.editor, **s.editor_overrides), metrics)
         runner.pre_edit(list(requests))  # the unedited model, once
         layers = parse_layers(s.layers, handle.num_layers)
+        # neighbours share a value batch (layer_batches), which recomputes its widest one's columns
         cells = [(CellKey(handle.name, s.dataset, split, s.editor, layer, str(r.case_id), s.seed), r)
-                 for r in requests for layer in layers]
+                 for r in ordered_for_batching(requests, handle.tokenizer) for layer in layers]
         batches = layer_batches([key for key, _ in cells], s.batch_requests)
         rows = [row for batch in track(batches, f"brute force ({s.editor}, batches of cells)")
                 for row in runner.run_batch([cells[i] for i in batch])]

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from goldenlayers.data.records import EditRequest
+from goldenlayers.editing.batches import ordered_for_batching
 from goldenlayers.engine import CellKey, LocateRow, ResultsFolder, seed_everything
 from goldenlayers.errors import GoldenLayersError
 from goldenlayers.evaluate import DEFAULT_METRICS
@@ -130,13 +131,21 @@ def store_products(handle: ModelHandle, plan: DatasetPlan, settings: StudySettin
                                     time.perf_counter() - start, tuple(notes)))
 
 
-def cell_tasks(plans: Sequence[DatasetPlan], settings: StudySettings, model: str,
+def cell_tasks(plans: Sequence[DatasetPlan], settings: StudySettings, handle: ModelHandle,
                layers: Sequence[int]) -> list[CellTask]:
-    """Every cell of the study: per data set, proxy then test, request by request, every layer."""
-    return [CellTask(CellKey(model, plan.name, split_name, settings.editor, layer,
+    """Every cell of the study: per data set, proxy then test, request by request, every layer.
+
+    Within a split the requests go by the columns their value optimisation recomputes
+    (``ordered_for_batching``): the executor stacks consecutive requests
+    (``engine.layer_batches``), and a stack recomputes its widest request's columns for all.
+    Only the order changes, not the split, and no cell's result depends on it (up to float
+    rounding); but a run stopped part-way has done the narrowest requests, not a prefix of the
+    split."""
+    return [CellTask(CellKey(handle.name, plan.name, split_name, settings.editor, layer,
                              str(request.case_id), settings.seed), request)
             for plan in plans for split_name in ("proxy", "test")
-            for request in plan.split(split_name) for layer in layers]
+            for request in ordered_for_batching(plan.split(split_name), handle.tokenizer)
+            for layer in layers]
 
 
 def wanted_manifest(settings: StudySettings, handle: ModelHandle,
@@ -178,7 +187,7 @@ def _run_locked(settings: StudySettings, run_dir: str | Path, start: float, *, e
     write_manifest(run_dir, manifest)
     folder = ResultsFolder(run_dir)
     run_locators(handle, plans, settings, folder)
-    tasks = cell_tasks(plans, settings, handle.name, settings.resolve_layers(handle.num_layers))
+    tasks = cell_tasks(plans, settings, handle, settings.resolve_layers(handle.num_layers))
     done = {row.key for row in folder.cells()}
     todo = [task for task in tasks if task.key not in done]
     log.info("%d of %d cells to do", len(todo), len(tasks))
