@@ -67,6 +67,7 @@ def old_way(worktree: Path, args) -> tuple[float, dict[str, dict[str, float]]]:
 def new_way(args) -> tuple[float, dict[str, dict[str, float]]]:
     from goldenlayers.data import load_dataset, split
     from goldenlayers.editing.batches import ordered_for_batching
+    from goldenlayers.study.experiments import ORDER_WINDOW_BATCHES
     from goldenlayers.engine import CellKey
     from goldenlayers.models import load_model
     from goldenlayers.study.executor import CellTask, WorkerSpec, make_executor
@@ -76,7 +77,9 @@ def new_way(args) -> tuple[float, dict[str, dict[str, float]]]:
     test = list(split(dataset.requests, proxy_fraction=0.1, seed=0).test)[: args.requests]
     handle = load_model(args.model, args.device)  # as the study's driver does (its tokenizer)
     tasks = [CellTask(CellKey(args.model, "counterfact", "test", "r-rome", layer, str(r.case_id), 0), r)
-             for r in ordered_for_batching(test, handle.tokenizer) for layer in args.layers]
+             for r in ordered_for_batching(test, handle.tokenizer,
+                                           ORDER_WINDOW_BATCHES * args.batch_requests)
+             for layer in args.layers]
     spec = WorkerSpec(args.model, device=args.device)
     rows = {}
     runner = make_executor(args.executor, spec, handle, workers=args.workers,

@@ -52,10 +52,11 @@ def test_settings_validate_and_reject_unknown_keys():
     assert StudySettings("m", "zsre, counterfact").datasets == ("zsre", "counterfact")
 
 
-def test_cells_go_by_recomputed_columns_within_each_split(tiny_llama):
+def test_cells_go_by_recomputed_columns_within_each_split(tiny_llama, monkeypatch):
     """Consecutive requests share a value batch: narrow ones go together, wide ones together;
     the split and the proxy-then-test order stay."""
     from goldenlayers.data import EditRequest
+    from goldenlayers.study import experiments
     from goldenlayers.study.experiments import DatasetPlan, cell_tasks
 
     def request(case_id, target):
@@ -71,6 +72,10 @@ def test_cells_go_by_recomputed_columns_within_each_split(tiny_llama):
         ("test", "t2", 0)]
     assert [t.key.layer for t in tasks] == [0, 1] * 5
     assert all(t.request.case_id == t.key.case_id for t in tasks)
+    # sorted only within windows (here of 2 requests), so a stopped run has done nearly a prefix
+    monkeypatch.setattr(experiments, "ORDER_WINDOW_BATCHES", 2)
+    windowed = cell_tasks([plan], StudySettings("tiny-llama", ("d",)), tiny_llama, [0], 1)
+    assert [t.key.case_id for t in windowed] == ["p2", "p1", "t1", "t2", "t3"]
 
 
 # --- the run folder ---------------------------------------------------------------------------------

@@ -161,6 +161,9 @@ def test_ordering_for_batching_is_a_stable_sort_by_recomputed_columns(tiny_llama
     assert widths["d"] < widths["a"] < widths["e"] == widths["b"] < widths["c"]
     # "e" and "b" tie and keep their order, which is not the order of their case ids
     assert [r.case_id for r in ordered_for_batching(requests, tokenizer)] == ["d", "a", "e", "b", "c"]
+    # in windows of two, each window is sorted and the windows keep their order
+    assert [r.case_id for r in ordered_for_batching(requests, tokenizer, window=2)] == [
+        "e", "c", "a", "b", "d"]
 
     def rewrite_row_or_error(tokenizer, request, prefix):  # as for a target with no tokens
         if request.case_id == "c":

@@ -107,10 +107,16 @@ def recomputed_columns(tokenizer, request: EditRequest, kl_prompt: str = EditCon
     return max(len(ids) - subject_column for ids, _, subject_column, _ in rows)
 
 
-def ordered_for_batching(requests: Sequence[EditRequest], tokenizer) -> list[EditRequest]:
+def ordered_for_batching(requests: Sequence[EditRequest], tokenizer,
+                         window: int | None = None) -> list[EditRequest]:
     """``requests`` by the columns they recompute (stable): a stacked batch recomputes its widest
-    request's columns for every row, so neighbours of similar width waste the fewest."""
-    return sorted(requests, key=lambda request: recomputed_columns(tokenizer, request))
+    request's columns for every row, so neighbours of similar width waste the fewest. With
+    ``window``, only within consecutive windows of that many requests, so that a run stopped part
+    way has done the given order's first windows, not the narrowest requests of all."""
+    size = window or max(len(requests), 1)
+    return [request for start in range(0, len(requests), size)
+            for request in sorted(requests[start: start + size],
+                                  key=lambda request: recomputed_columns(tokenizer, request))]
 
 
 def prepared_batch(handle: ModelHandle, request: EditRequest, config: EditConfig,

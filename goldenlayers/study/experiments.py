@@ -131,20 +131,27 @@ def store_products(handle: ModelHandle, plan: DatasetPlan, settings: StudySettin
                                     time.perf_counter() - start, tuple(notes)))
 
 
+# Requests are ordered by width within windows of this many value batches: most of the gain of
+# ordering a whole split (on 50 SmolLM2 CounterFact requests in batches of 4, recomputed columns
+# 312 unordered, 264 in windows of 16, 234 all at once), while a run stopped part way has done
+# nearly a prefix of the seeded split, as a resumable campaign's interim reports assume.
+ORDER_WINDOW_BATCHES = 4
+
+
 def cell_tasks(plans: Sequence[DatasetPlan], settings: StudySettings, handle: ModelHandle,
-               layers: Sequence[int]) -> list[CellTask]:
+               layers: Sequence[int], requests_per_batch: int = 4) -> list[CellTask]:
     """Every cell of the study: per data set, proxy then test, request by request, every layer.
 
-    Within a split the requests go by the columns their value optimisation recomputes
-    (``ordered_for_batching``): the executor stacks consecutive requests
-    (``engine.layer_batches``), and a stack recomputes its widest request's columns for all.
-    Only the order changes, not the split, and no cell's result depends on it (up to float
-    rounding); but a run stopped part-way has done the narrowest requests, not a prefix of the
-    split."""
+    Within each window of ``ORDER_WINDOW_BATCHES`` batches of a split, the requests go by the
+    columns their value optimisation recomputes (``ordered_for_batching``): the executor stacks
+    consecutive requests (``engine.layer_batches``), and a stack recomputes its widest request's
+    columns for all. Only the order changes, not the split, and no cell's result depends on it
+    (up to float rounding)."""
+    window = ORDER_WINDOW_BATCHES * requests_per_batch
     return [CellTask(CellKey(handle.name, plan.name, split_name, settings.editor, layer,
                              str(request.case_id), settings.seed), request)
             for plan in plans for split_name in ("proxy", "test")
-            for request in ordered_for_batching(plan.split(split_name), handle.tokenizer)
+            for request in ordered_for_batching(plan.split(split_name), handle.tokenizer, window)
             for layer in layers]
 
 
@@ -187,7 +194,8 @@ def _run_locked(settings: StudySettings, run_dir: str | Path, start: float, *, e
     write_manifest(run_dir, manifest)
     folder = ResultsFolder(run_dir)
     run_locators(handle, plans, settings, folder)
-    tasks = cell_tasks(plans, settings, handle, settings.resolve_layers(handle.num_layers))
+    tasks = cell_tasks(plans, settings, handle, settings.resolve_layers(handle.num_layers),
+                       requests_per_batch)
     done = {row.key for row in folder.cells()}
     todo = [task for task in tasks if task.key not in done]
     log.info("%d of %d cells to do", len(todo), len(tasks))
