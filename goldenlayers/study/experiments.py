@@ -132,8 +132,8 @@ def store_products(handle: ModelHandle, plan: DatasetPlan, settings: StudySettin
 
 
 # Requests are ordered by width within windows of this many value batches: most of the gain of
-# ordering a whole split (on 50 SmolLM2 CounterFact requests in batches of 4, recomputed columns
-# 312 unordered, 264 in windows of 16, 234 all at once), while a run stopped part way has done
+# ordering a whole split (50 SmolLM2 CounterFact requests in batches of 4, each batch's size times
+# its widest request's columns, summed: 312 unordered, 264 in windows of 16, 234 all at once), while a run stopped part way has done
 # nearly a prefix of the seeded split, as a resumable campaign's interim reports assume.
 ORDER_WINDOW_BATCHES = 4
 
