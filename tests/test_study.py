@@ -78,6 +78,34 @@ def test_cells_go_by_recomputed_columns_within_each_split(tiny_llama, monkeypatc
     assert [t.key.case_id for t in windowed] == ["p2", "p1", "t1", "t2", "t3"]
 
 
+def test_each_worker_keeps_to_its_block_and_splits_the_last_one_when_idle():
+    from goldenlayers.data import EditRequest
+    from goldenlayers.study.executor import BlockQueue, CellTask, cell_blocks
+
+    tasks = [CellTask(CellKey("m", "d", "test", "r-rome", layer, case, 0),
+                      EditRequest(case, "Apple A5 was created by", "Apple A5", "Google"))
+             for case in "abcdef" for layer in range(6)]
+    queue = BlockQueue(cell_blocks(tasks, requests_per_batch=2))  # 3 blocks of 6 layers
+    handed: dict[int, list[tuple[str, int]]] = {0: [], 1: []}
+    for turn in [0, 1] * 6 + [0, 0, 1, 0, 0, 0, 1]:
+        batch = queue.next_for(turn)
+        if batch is not None:
+            handed[turn].append(("".join(t.key.case_id for t in batch), batch[0].key.layer))
+    # each kept to its block, layer by layer; worker 1, done first, took the upper half of the
+    # four layers worker 0 had left of the last block, and worker 0 the last one of that half
+    assert handed[0] == [("ab", layer) for layer in range(6)] + [("ef", layer) for layer in
+                                                                 (0, 1, 2, 3, 5)]
+    assert handed[1] == [("cd", layer) for layer in range(6)] + [("ef", 4)]
+    queue = BlockQueue(cell_blocks(tasks, requests_per_batch=2))
+    for worker in (0, 1, 2):
+        queue.next_for(worker)
+    assert queue.next_for(0) == cell_blocks(tasks, 2)[0][1]  # its own block's next layer
+    while queue.next_for(0) is not None:
+        pass  # worker 0 finishes its block, then halves of the others' until none is left
+    taken = [queue.next_for(worker) for worker in (1, 2)]
+    assert taken == [None, None]
+
+
 # --- the run folder ---------------------------------------------------------------------------------
 
 def _manifest(seed=0, test_size=6, digest="d1", editor_steps=5):

@@ -174,3 +174,34 @@ def test_ordering_for_batching_is_a_stable_sort_by_recomputed_columns(tiny_llama
     monkeypatch.setattr(batches_module, "_rewrite_row", rewrite_row_or_error)
     assert recomputed_columns(tokenizer, REQUESTS[2]) == 0  # no error: the edit reports it later
     assert [r.case_id for r in ordered_for_batching(requests, tokenizer)] == ["c", "d", "a", "e", "b"]
+
+
+def test_the_first_step_shared_by_the_layers_gives_the_same_values_bit_for_bit(tiny_model):
+    _assert_shared_first_step_changes_nothing(tiny_model, tiny_model.adapter.edit_module)
+
+
+def test_the_shared_first_step_at_the_block_output_as_memit_and_emmet_edit(tiny_llama):
+    _assert_shared_first_step_changes_nothing(tiny_llama, tiny_llama.adapter.block)
+
+
+def _assert_shared_first_step_changes_nothing(handle, site_of):
+    from goldenlayers.models.unchanged import UnchangedWeights
+
+    editor = get_editor("r-rome", **dict(SETTINGS, v_num_grad_steps=3))
+    config = editor.config_for(handle)
+    batches = [prepared_batch(handle, r, config, editor.cache) for r in REQUESTS]
+    layers = range(handle.num_layers)
+    alone = [optimise_values(handle, batches, layer, site_of(handle.model, layer), config)
+             for layer in layers]
+    unchanged = UnchangedWeights()
+    with unchanged.active():  # from layer 1 up: layer 0 is below the shared pass, so computed alone
+        shared = [optimise_values(handle, batches, layer, site_of(handle.model, layer), config)
+                  for layer in (*layers[1:], 0)]
+    shared = [shared[-1], *shared[:-1]]
+    assert len(unchanged._kept["value first step"]) == 1  # one shared pass served layers 1..L-1
+    for layer, (one, other) in enumerate(zip(alone, shared)):
+        for a, b in zip(one, other):
+            assert torch.equal(a.value, b.value), layer
+            assert torch.equal(a.value_before, b.value_before), layer
+            assert a.losses == b.losses, layer
+            assert len(a.losses) == 3  # the first step's update reached the values

@@ -21,6 +21,7 @@ position on every step, as reference implementations do.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -38,6 +39,7 @@ from goldenlayers.models.handle import ModelHandle, apply_head
 from goldenlayers.models.hooks import trace
 from goldenlayers.models.partial import resume_point, run_from
 from goldenlayers.models.tokens import TokenBatch, stack_left_padded
+from goldenlayers.models.unchanged import active_unchanged
 
 
 @dataclass(frozen=True)
@@ -90,19 +92,28 @@ def optimise_values(handle: ModelHandle, batches: Sequence[RequestBatch], layer:
         hidden = hidden.index_put((rows, cols), added, accumulate=True)
         return (hidden, *out[1:]) if isinstance(out, tuple) else hidden
 
+    first = _first_step(handle, stacked, batches, layer, site, config)
     for step in range(config.v_num_grad_steps):
-        with torch.enable_grad(), trace({"site": site}, edit_output=add_delta):
-            logits = logits_of()  # per request: its target positions, then its KL position
+        if step == 0 and first is not None:  # the unedited pass, shared with the other layers
+            for request, kept in enumerate(before):
+                kept.update(value=first.values_before[request], kl=first.kl_before[request])
+            step_losses: list[torch.Tensor | None] = list(first.losses)
+        else:
+            with torch.enable_grad(), trace({"site": site}, edit_output=add_delta):
+                logits = logits_of()  # per request: its target positions, then its KL position
+            step_losses = [None if results[request] is not None else
+                           _total_loss(rb, request_logits, deltas[request], before[request], config)
+                           for request, (rb, request_logits)
+                           in enumerate(zip(batches, logits.split(stacked.counts)))]
         stepping, total = [], None
-        for request, (rb, request_logits) in enumerate(zip(batches, logits.split(stacked.counts))):
+        for request, (rb, loss) in enumerate(zip(batches, step_losses)):
             if results[request] is not None:
                 continue  # stopped: its delta is frozen and its rows no longer scored
-            loss = _total_loss(rb, request_logits, deltas[request], before[request], config)
             if not torch.isfinite(loss):
                 results[request] = _not_finite(rb, "loss")
                 continue
             losses[request].append(loss.item())
-            if loss.item() < config.v_loss_stop or step == config.v_num_grad_steps - 1:
+            if _last_step(loss, step, config):
                 results[request] = _value_result(rb, deltas[request], before[request],
                                                  losses[request])
                 continue
@@ -112,11 +123,21 @@ def optimise_values(handle: ModelHandle, batches: Sequence[RequestBatch], layer:
             break
         for request in stepping:
             optimisers[request].zero_grad()
-        total.backward()
+        if step == 0 and first is not None:
+            for request in stepping:
+                deltas[request].grad = first.gradients[request].clone()
+        else:
+            total.backward()
         for request in stepping:
             optimisers[request].step()
             _clamp(deltas[request], before[request]["value"], config.clamp_norm_factor)
     return results  # type: ignore[return-value]  # every request stopped by the last step
+
+
+def _last_step(loss: torch.Tensor, step: int, config: EditConfig) -> bool:
+    """Whether a request's (finite) loss at ``step`` ends its optimisation: early stop, or the last
+    step, which only measures the loss (as in ROME's code)."""
+    return loss.item() < config.v_loss_stop or step == config.v_num_grad_steps - 1
 
 
 def values_for_requests(handle: ModelHandle, requests: Sequence[EditRequest], layer: int,
@@ -197,19 +218,145 @@ def _logits_fn(handle: ModelHandle, batch: TokenBatch, scored: torch.Tensor, lay
     return resumed
 
 
+# --- the first step, shared by the layers ---------------------------------------------------------
+#
+# Adam's first step starts from delta = 0, so its forward pass is the unedited model's whatever the
+# layer, and so are its loss (but for the decay term, which is 0 at delta = 0) and the KL reference;
+# only the site whose gradient it needs differs. Brute force and the study edit the same requests
+# at layer after layer from unchanged weights: while an UnchangedWeights is active, one pass from the
+# lowest layer asked for, with a zero delta at the site of every block from there up, and one
+# backward give each of those layers its first step. The gradient that reaches block l's site goes
+# through the same operations as in a pass resumed at l (the zero deltas above it add exactly
+# nothing), so it is the same numbers; tests/test_values.py checks that the values are equal.
+
+
+@dataclass(frozen=True)
+class _FirstStep:
+    """One layer's first step, per request."""
+    losses: tuple[torch.Tensor, ...]
+    values_before: tuple[torch.Tensor, ...]
+    kl_before: tuple[torch.Tensor, ...]
+    gradients: tuple[torch.Tensor, ...]  # of the loss with respect to delta, at delta = 0
+
+
+@dataclass(frozen=True)
+class _SharedFirstStep:
+    fits: tuple[torch.Tensor, ...]  # each request's loss but its decay term, detached
+    kl_before: tuple[torch.Tensor, ...]
+    values_before: dict[int, tuple[torch.Tensor, ...]]  # by layer: each request's v_before
+    gradients: dict[int, tuple[torch.Tensor, ...]]  # by layer: each request's delta gradient
+    stepping: tuple[int, ...]  # the requests whose losses the backward summed
+
+
+def _first_step(handle: ModelHandle, stacked: _Stacked, batches: Sequence[RequestBatch],
+                layer: int, site: nn.Module, config: EditConfig) -> _FirstStep | None:
+    """The first step at ``layer`` from the pass shared with the other layers, or None where it
+    is not shared: no UnchangedWeights active, the plain logits, a layer below the shared pass's,
+    or a request that stops or fails at its first step here but not there."""
+    unchanged = active_unchanged()
+    path = _site_path(handle, layer, site)
+    if unchanged is None or not config.fast or path is None:
+        return None
+    detail = (path, _scoring_digest(stacked, batches), config.kl_factor, config.v_weight_decay,
+              config.v_loss_stop, config.v_num_grad_steps)
+    shared = unchanged.kept("value first step", handle, stacked.batch, detail,
+                            lambda: _shared_first_step(handle, stacked, batches, layer, path,
+                                                       config), capacity=2)
+    if layer not in shared.values_before:
+        return None
+    dtype = compute_dtype(handle)
+    losses = tuple(fit + _decay_term(torch.zeros(value.shape[0], dtype=dtype, device=value.device),
+                                     value, config.v_weight_decay)
+                   for fit, value in zip(shared.fits, shared.values_before[layer]))
+    if _stepping(losses, config) != shared.stepping:
+        return None
+    return _FirstStep(losses, shared.values_before[layer], shared.kl_before,
+                      shared.gradients[layer])
+
+
+def _shared_first_step(handle: ModelHandle, stacked: _Stacked, batches: Sequence[RequestBatch],
+                       layer: int, path: str, config: EditConfig) -> _SharedFirstStep:
+    layers = range(layer, handle.num_layers)
+    sites = {str(i): handle.adapter.block(handle.model, i).get_submodule(path) for i in layers}
+    logits_of = _logits_fn(handle, stacked.batch, stacked.scored, layer, fast=True)
+    rows = torch.arange(stacked.batch.input_ids.shape[0], device=handle.device)
+    cols = stacked.batch.subject_last - stacked.first_edited_column
+    d_model = handle.adapter.edit_weight_out_in(handle.model, layer).shape[0]
+    deltas = {i: [torch.zeros(d_model, dtype=compute_dtype(handle), device=handle.device,
+                              requires_grad=True) for _ in batches] for i in layers}
+    values_before: dict[int, tuple[torch.Tensor, ...]] = {}
+
+    def add_zero_delta(name: str, out):
+        hidden = out[0] if isinstance(out, tuple) else out
+        at = int(name)
+        values_before[at] = tuple(as_float(hidden[row, cols[row]].detach()).clone()
+                                  for row in stacked.first_rows)
+        added = torch.stack(deltas[at])[stacked.row_request].to(hidden.dtype)
+        hidden = hidden.index_put((rows, cols), added, accumulate=True)
+        return (hidden, *out[1:]) if isinstance(out, tuple) else hidden
+
+    with torch.enable_grad(), trace(sites, edit_output=add_zero_delta):
+        logits = logits_of()
+    fits, kl_before, losses = [], [], []
+    for request, (rb, request_logits) in enumerate(zip(batches, logits.split(stacked.counts))):
+        before = {"value": values_before[layer][request]}
+        fit = _fit_loss(rb, request_logits, before, config)
+        losses.append(fit + _decay_term(deltas[layer][request], before["value"],
+                                        config.v_weight_decay))
+        fits.append(fit.detach())
+        kl_before.append(before["kl"])
+    stepping = _stepping(losses, config)
+    if stepping:  # summed in the order optimise_values sums them
+        total = losses[stepping[0]]
+        for request in stepping[1:]:
+            total = total + losses[request]
+        total.backward()
+    gradients = {i: tuple(d.grad if d.grad is not None else torch.zeros_like(d) for d in deltas[i])
+                 for i in layers}
+    return _SharedFirstStep(tuple(fits), tuple(kl_before), values_before, gradients, stepping)
+
+
+def _stepping(first_losses: Sequence[torch.Tensor], config: EditConfig) -> tuple[int, ...]:
+    """The requests that take an Adam step after their first loss."""
+    return tuple(request for request, loss in enumerate(first_losses)
+                 if torch.isfinite(loss) and not _last_step(loss, 0, config))
+
+
+def _site_path(handle: ModelHandle, layer: int, site: nn.Module) -> str | None:
+    """The site's name inside block ``layer`` ("" for the block itself), so that the same site can
+    be found in every block; None if it is not inside that block."""
+    block = handle.adapter.block(handle.model, layer)
+    return next((name for name, module in block.named_modules() if module is site), None)
+
+
+def _scoring_digest(stacked: _Stacked, batches: Sequence[RequestBatch]) -> str:
+    """What the loss reads besides the tokens: the scored positions and the targets."""
+    digest = hashlib.sha256(stacked.scored.cpu().numpy().tobytes())
+    for rb in batches:
+        digest.update(f"{rb.n_rewrite}:".encode())
+        digest.update(rb.target_ids.cpu().numpy().tobytes())
+    return digest.hexdigest()
+
+
 # --- the loss, term by term -----------------------------------------------------------------------
 
 
 def _total_loss(rb: RequestBatch, logits: torch.Tensor, delta: torch.Tensor,
                 before: dict[str, torch.Tensor], config: EditConfig) -> torch.Tensor:
+    return (_fit_loss(rb, logits, before, config)
+            + _decay_term(delta, before["value"], config.v_weight_decay))
+
+
+def _fit_loss(rb: RequestBatch, logits: torch.Tensor, before: dict[str, torch.Tensor],
+              config: EditConfig) -> torch.Tensor:
+    """The loss without its decay term: the rewrite NLL and the KL term."""
     n_targets = rb.target_ids.shape[0]
     log_probs = torch.log_softmax(as_float(logits), dim=-1)
     kl_log_probs = log_probs[n_targets:]  # (1, V)
     if "kl" not in before:  # the first pass runs with delta = 0: the unedited distribution
         before["kl"] = kl_log_probs.detach()
     return (_rewrite_nll(rb, log_probs[:n_targets])
-            + config.kl_factor * _kl_term(kl_log_probs, before["kl"])
-            + _decay_term(delta, before["value"], config.v_weight_decay))
+            + config.kl_factor * _kl_term(kl_log_probs, before["kl"]))
 
 
 def _rewrite_nll(rb: RequestBatch, log_probs: torch.Tensor) -> torch.Tensor:

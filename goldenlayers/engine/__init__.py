@@ -3,10 +3,10 @@ picker, and the JSON-lines result files they are kept in. Everything that edits 
 through ``CellRunner.run_batch`` (``run`` is a batch of one).""" 
 
 from goldenlayers.engine.cell import (CELL_METRICS, CellKey, CellRow, CellRunner, layer_batches,
-                                      seed_everything, unit_overall)
+                                      request_blocks, seed_everything, unit_overall)
 from goldenlayers.engine.grid import Grid, build_grids, grid_of, oriented, pick_index, union_grid
 from goldenlayers.engine.results import LocateRow, ResultsFolder, read_cells
 
 __all__ = ["CELL_METRICS", "CellKey", "CellRow", "CellRunner", "Grid", "LocateRow",
            "ResultsFolder", "build_grids", "grid_of", "layer_batches", "oriented", "pick_index",
-           "read_cells", "seed_everything", "union_grid", "unit_overall"]
+           "read_cells", "request_blocks", "seed_everything", "union_grid", "unit_overall"]

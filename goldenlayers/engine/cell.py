@@ -193,9 +193,16 @@ def layer_batches(keys: Sequence[CellKey], requests_per_batch: int = 4) -> list[
     the blocks: a block's value optimisation recomputes its widest request's columns for every
     row, so callers order requests by that width first
     (``editing.batches.ordered_for_batching``)."""
+    return [batch for block in request_blocks(keys, requests_per_batch) for batch in block]
+
+
+def request_blocks(keys: Sequence[CellKey], requests_per_batch: int = 4) -> list[list[list[int]]]:
+    """``layer_batches`` grouped by block of requests: each block's batches, layer by layer in
+    the order of ``keys``. A runner that takes a block's batches in this order starts their values
+    from one shared pass (values.py, "the first step, shared by the layers")."""
     if requests_per_batch < 1:
         raise ValueError(f"requests_per_batch must be at least 1, not {requests_per_batch}")
-    batches: list[list[int]] = []
+    blocks: list[list[list[int]]] = []
     indices = range(len(keys))
     for _, group in groupby(indices, key=lambda i: (keys[i].dataset, keys[i].split)):
         group = list(group)
@@ -203,6 +210,6 @@ def layer_batches(keys: Sequence[CellKey], requests_per_batch: int = 4) -> list[
         for start in range(0, len(case_ids), requests_per_batch):
             block = set(case_ids[start: start + requests_per_batch])
             in_block = [i for i in group if keys[i].case_id in block]
-            for layer in dict.fromkeys(keys[i].layer for i in in_block):
-                batches.append([i for i in in_block if keys[i].layer == layer])
-    return batches
+            blocks.append([[i for i in in_block if keys[i].layer == layer]
+                           for layer in dict.fromkeys(keys[i].layer for i in in_block)])
+    return blocks

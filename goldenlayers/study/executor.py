@@ -6,7 +6,9 @@ driver appends every row to the results file the moment it arrives.
 
 Work is handed out in batches of one layer's cells of a few requests (``cell_batches``): the worker
 optimises their values together (one forward and backward per step for all of them), and computes
-each request's layer-independent work (pre-edit predictions, templates, token batches) once. On
+each request's layer-independent work (pre-edit predictions, templates, token batches) once. Each
+Ray actor keeps to one block of requests, layer after layer, so that the unedited passes over it
+are made once, not once per actor (``RayExecutor``). On
 CPUs, one worker per core with one thread each beats one worker with many threads on small models;
 on a GPU, one worker per GPU with more requests per batch.
 """
@@ -15,13 +17,14 @@ from __future__ import annotations
 
 import logging
 import os
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import torch
 
 from goldenlayers.data.records import EditRequest
-from goldenlayers.engine import CellKey, CellRow, CellRunner, layer_batches
+from goldenlayers.engine import CellKey, CellRow, CellRunner, layer_batches, request_blocks
 from goldenlayers.errors import GoldenLayersError
 from goldenlayers.models import ModelHandle, load_model
 from goldenlayers.progress import track
@@ -75,6 +78,41 @@ def cell_batches(tasks: Sequence[CellTask], requests_per_batch: int = 4) -> list
     """The tasks in the engine's batches (``engine.layer_batches``)."""
     return [[tasks[i] for i in batch]
             for batch in layer_batches([task.key for task in tasks], requests_per_batch)]
+
+
+def cell_blocks(tasks: Sequence[CellTask],
+                requests_per_batch: int = 4) -> list[list[list[CellTask]]]:
+    """The batches of ``cell_batches`` by block of requests (``engine.request_blocks``)."""
+    return [[[tasks[i] for i in batch] for batch in block]
+            for block in request_blocks([task.key for task in tasks], requests_per_batch)]
+
+
+class BlockQueue:
+    """Hands out batches so that each worker keeps to one block of requests, layer after layer:
+    its own block's next batch; else the next block nobody has started; else, near the end, the
+    upper half of the layers left in the largest block another worker holds (taken off it, so
+    no batch runs twice and no worker idles while another has several batches left)."""
+
+    def __init__(self, blocks: Sequence[Sequence[list[CellTask]]]):
+        self._fresh = deque(deque(block) for block in blocks if block)
+        self._held: dict[int, deque[list[CellTask]]] = {}
+
+    def next_for(self, worker: int) -> list[CellTask] | None:
+        own = self._held.get(worker)
+        if not own:
+            own = self._fresh.popleft() if self._fresh else self._split_largest()
+            if own is None:
+                self._held.pop(worker, None)
+                return None
+            self._held[worker] = own
+        return own.popleft()
+
+    def _split_largest(self) -> deque[list[CellTask]] | None:
+        largest = max(self._held.values(), key=len, default=None)
+        if not largest:
+            return None
+        taken = [largest.pop() for _ in range(max(1, len(largest) // 2))]
+        return deque(reversed(taken))
 
 
 class LocalExecutor:
@@ -143,17 +181,23 @@ class RayExecutor:
 
     def _rows(self, tasks: Sequence[CellTask]) -> Iterator[CellRow]:
         ray = self._ray
-        batches = cell_batches(tasks, self.requests_per_batch)
+        queue = BlockQueue(cell_blocks(tasks, self.requests_per_batch))
         actor_class = ray.remote(num_cpus=self.cpus_per_worker,
                                  num_gpus=self.gpus_per_worker)(CellWorker)
-        actors = [actor_class.remote(self.spec) for _ in range(min(self.workers, len(batches)))]
-        pending = {actor.run.remote(batches.pop(0)): actor for actor in actors if batches}
+        actors = [actor_class.remote(self.spec)
+                  for _ in range(min(self.workers, len(cell_batches(tasks, self.requests_per_batch))))]
+        pending = {}
+        for worker, actor in enumerate(actors):
+            batch = queue.next_for(worker)
+            if batch is not None:
+                pending[actor.run.remote(batch)] = worker
         try:
             while pending:
                 [done], _ = ray.wait(list(pending), num_returns=1)
-                actor = pending.pop(done)
-                if batches:
-                    pending[actor.run.remote(batches.pop(0))] = actor
+                worker = pending.pop(done)
+                batch = queue.next_for(worker)
+                if batch is not None:
+                    pending[actors[worker].run.remote(batch)] = worker
                 yield from ray.get(done)
         finally:
             for actor in actors:
