@@ -205,3 +205,15 @@ def _assert_shared_first_step_changes_nothing(handle, site_of):
             assert torch.equal(a.value_before, b.value_before), layer
             assert a.losses == b.losses, layer
             assert len(a.losses) == 3  # the first step's update reached the values
+
+
+def test_leaving_out_the_last_loss_changes_no_value(tiny_llama):
+    editor = get_editor("r-rome", **dict(SETTINGS, v_num_grad_steps=4))
+    config = editor.config_for(tiny_llama)
+    batches = [prepared_batch(tiny_llama, r, config, editor.cache) for r in REQUESTS]
+    site = tiny_llama.adapter.edit_module(tiny_llama.model, 1)
+    measured = optimise_values(tiny_llama, batches, 1, site, config)
+    unmeasured = optimise_values(tiny_llama, batches, 1, site, config, last_loss=False)
+    for a, b in zip(measured, unmeasured):
+        assert torch.equal(a.value, b.value)
+        assert len(a.losses) == 4 and b.losses == a.losses[:3]

@@ -150,11 +150,12 @@ class Editor(ABC):
 
     # --- the public methods -------------------------------------------------------------------
 
-    def prepare(self, handle: ModelHandle, requests: Sequence[EditRequest],
-                layer: int) -> list[Prepared]:
+    def prepare(self, handle: ModelHandle, requests: Sequence[EditRequest], layer: int,
+                last_loss: bool = True) -> list[Prepared]:
         """Per request, what its edit alone at ``layer`` computes from the current weights, batched
         over the requests; a request that cannot be prepared gets its EditError. Editors without
-        such a part return None for each."""
+        such a part return None for each. ``last_loss=False``: the value optimisation skips its
+        last step, which only measures the loss (values.optimise_values)."""
         return [None] * len(requests)
 
     def apply(self, handle: ModelHandle, requests: Sequence[EditRequest], layer: int) -> EditResult:

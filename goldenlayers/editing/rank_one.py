@@ -40,13 +40,13 @@ class RankOneEditor(Editor):
     def step_count(self, handle: ModelHandle, requests: list[EditRequest], layer: int) -> int:
         return len(requests)
 
-    def prepare(self, handle: ModelHandle, requests: Sequence[EditRequest],
-                layer: int) -> list[Prepared]:
+    def prepare(self, handle: ModelHandle, requests: Sequence[EditRequest], layer: int,
+                last_loss: bool = True) -> list[Prepared]:
         """Each request's v* at the edit matrix's output, optimised together, and its keys."""
         config = self.config_for(handle)
         values = values_for_requests(handle, requests, layer,
                                      handle.adapter.edit_module(handle.model, layer), config,
-                                     self.cache)
+                                     self.cache, last_loss)
         return [value if isinstance(value, EditError) else PreparedRequest(
                     value, template_keys(handle, prepared_batch(handle, request, config, self.cache),
                                          layer))

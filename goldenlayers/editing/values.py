@@ -60,14 +60,17 @@ def optimise_value(handle: ModelHandle, rb: RequestBatch, layer: int, site: nn.M
 
 
 def optimise_values(handle: ModelHandle, batches: Sequence[RequestBatch], layer: int,
-                    site: nn.Module, config: EditConfig) -> list[ValueResult | EditError]:
+                    site: nn.Module, config: EditConfig,
+                    last_loss: bool = True) -> list[ValueResult | EditError]:
     """Optimise one delta per request batch, all in one forward and backward per step.
 
     The rows of all requests form one batch, but each request keeps its own delta (added only in
     its own rows), its own Adam state, clamp, early stop and loss. Rows never interact (attention
     stays within a row), so each delta's gradient is its own request's: the results are those of
     one request at a time, up to float rounding. A request whose loss or delta is not finite gets
-    its EditError in its place; the others go on."""
+    its EditError in its place; the others go on. ``last_loss=False`` leaves out the last step,
+    which only measures the loss, for callers that read no losses (brute force): the same values,
+    with one loss fewer (and a loss that turns non-finite only there goes unnoticed)."""
     if not batches:
         return []
     stacked = _stack(handle, batches)
@@ -94,6 +97,12 @@ def optimise_values(handle: ModelHandle, batches: Sequence[RequestBatch], layer:
 
     first = _first_step(handle, stacked, batches, layer, site, config)
     for step in range(config.v_num_grad_steps):
+        if 0 < step == config.v_num_grad_steps - 1 and not last_loss:
+            for request, rb in enumerate(batches):
+                if results[request] is None:
+                    results[request] = _value_result(rb, deltas[request], before[request],
+                                                     losses[request])
+            break
         if step == 0 and first is not None:  # the unedited pass, shared with the other layers
             for request, kept in enumerate(before):
                 kept.update(value=first.values_before[request], kl=first.kl_before[request])
@@ -141,10 +150,11 @@ def _last_step(loss: torch.Tensor, step: int, config: EditConfig) -> bool:
 
 
 def values_for_requests(handle: ModelHandle, requests: Sequence[EditRequest], layer: int,
-                        site: nn.Module, config: EditConfig,
-                        cache: EditCache) -> list[ValueResult | EditError]:
+                        site: nn.Module, config: EditConfig, cache: EditCache,
+                        last_loss: bool = True) -> list[ValueResult | EditError]:
     """Each request's v* at ``site`` on the current weights, all in one batch; a request that
-    cannot be edited (no subject in its prompt, an empty target) gets its EditError."""
+    cannot be edited (no subject in its prompt, an empty target) gets its EditError.
+    ``last_loss``: see ``optimise_values``."""
     batches: list[RequestBatch | EditError] = []
     for request in requests:
         try:
@@ -152,7 +162,7 @@ def values_for_requests(handle: ModelHandle, requests: Sequence[EditRequest], la
         except EditError as error:
             batches.append(error)
     usable = [rb for rb in batches if isinstance(rb, RequestBatch)]
-    values = iter(optimise_values(handle, usable, layer, site, config))
+    values = iter(optimise_values(handle, usable, layer, site, config, last_loss))
     return [next(values) if isinstance(rb, RequestBatch) else rb for rb in batches]
 
 

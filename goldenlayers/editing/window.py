@@ -48,12 +48,12 @@ class WindowEditor(Editor):
     def step_count(self, handle: ModelHandle, requests: list[EditRequest], layer: int) -> int:
         return len(self.layers_for(handle, layer))  # one per layer of the window
 
-    def prepare(self, handle: ModelHandle, requests: Sequence[EditRequest],
-                layer: int) -> list[Prepared]:
+    def prepare(self, handle: ModelHandle, requests: Sequence[EditRequest], layer: int,
+                last_loss: bool = True) -> list[Prepared]:
         """Each request's z at the output of the window's top block, optimised together."""
         values = values_for_requests(handle, requests, layer,
                                      handle.adapter.block(handle.model, layer),
-                                     self.config_for(handle), self.cache)
+                                     self.config_for(handle), self.cache, last_loss)
         return [v if isinstance(v, EditError) else PreparedRequest(v) for v in values]
 
     def _steps(self, handle: ModelHandle, requests: list[EditRequest], layer: int,
