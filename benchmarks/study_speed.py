@@ -2,8 +2,12 @@
 git worktree of the commit before the engine) and the new way (the engine's cells on Ray workers
 matched to the cores), alternated in one run so that the load of a shared machine falls on both.
 
-    python benchmarks/study_speed.py                        # 8 requests x 5 layers = 40 units
-    python benchmarks/study_speed.py --requests 10 --layers 0,7,15,22,29 --rounds 2
+    python benchmarks/study_speed.py                  # 8 requests x every second layer = 120 units
+    python benchmarks/study_speed.py --requests 16 --layers 0,7,15,22,29 --out x.json
+
+The default layers are every second one of SmolLM2's 30 because a study brute-forces every layer
+(or every second one, as the campaign's ROME and EMMET runs do), and work shared between the
+layers of a block of requests (the unedited pass, the first Adam step) pays off in proportion.
 
 Each way does every unit once per round (rounds alternate old, new, old, new, ...); its figure is
 units per hour over all its rounds, counting model loading and worker start-up inside the timed
@@ -97,7 +101,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="smollm2-135m")
     parser.add_argument("--requests", type=int, default=8)
-    parser.add_argument("--layers", default="0,7,15,22,29")
+    parser.add_argument("--layers", default=",".join(str(layer) for layer in range(0, 30, 2)))
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--executor", default="ray")
     parser.add_argument("--workers", type=int, default=os.cpu_count())
