@@ -200,3 +200,26 @@ def test_report_writes_every_table_and_figure(tmp_path):
     assert "[95% CI]" in text and "detectable (80% power)" in text
     assert "Fluency" in text and "1 edit failed" in text
     assert not math.isnan(files.results.agreement[0].spearman_test)
+
+
+def test_an_editor_is_compared_with_the_main_one_on_the_layers_both_have():
+    from goldenlayers.study.analysis import editor_row
+
+    rome_rewrite = {0: [0.7, 0.7, 0.7], 2: [0.5, 0.6, 0.7]}  # by layer: r0, r1, r2
+    rows = [_edit("counterfact", "test", case, layer,
+                  rewrite_accuracy=_rewrite("counterfact", "test", case, layer)) for case in
+            ("r0", "r1", "r2") for layer in LAYERS]
+    rows += [replace(_edit("counterfact", "test", case, layer, rewrite_accuracy=values[i]),
+                     key=replace(_edit("counterfact", "test", case, layer).key, editor="rome"))
+             for layer, values in rome_rewrite.items() for i, case in enumerate(("r0", "r1", "r2"))]
+    grids = build_grids(rows)
+    main, rome = grids[("counterfact", "test", "r-rome")], grids[("counterfact", "test", "rome")]
+    [comparison] = [c for c in editor_row(rome, main).versus_main if c.metric == "rewrite_accuracy"]
+    assert comparison.layers == (0, 2) and comparison.n == 3
+    assert (comparison.golden, comparison.main_golden) == (0, 2)
+    # ROME at R-ROME's golden layer 2 instead of its own 0 loses 0.2, 0.1, 0.0 on the three requests
+    assert comparison.regret_at_main_golden.mean == pytest.approx(0.1)
+    # per request, the mean over layers 0 and 2: ROME 0.6, 0.65, 0.7; R-ROME 0.5, 0.55, 0.55
+    assert comparison.versus_main.difference.mean == pytest.approx((0.1 + 0.1 + 0.15) / 3)
+    assert comparison.versus_main.test.n[0] == 3
+    assert editor_row(main, main).versus_main == ()

@@ -149,6 +149,22 @@ def editor_table(results: StudyResults) -> Table:
                  "each editor's own brute-force grid; compare the layers, not across data sets.")
 
 
+def editor_comparison_table(results: StudyResults) -> Table:
+    rows = tuple((r.dataset, r.editor, LABELS[c.metric], f"{len(c.layers)} / {c.n}",
+                  f"{c.golden} / {c.main_golden}", fmt_interval(c.regret_at_main_golden),
+                  f"{fmt_interval(c.versus_main.difference)}, p {fmt_p(c.versus_main.test.p_value)}, "
+                  f"detectable {fmt(c.versus_main.detectable, 3)}")
+                 for r in results.editors for c in r.versus_main)
+    return Table(f"Each editor against {results.editor} (test set, the layers and requests both have)",
+                 ("data set", "editor", "metric", "layers / n", f"golden: editor's / {results.editor}'s",
+                  f"editor's regret at {results.editor}'s golden [95% CI]",
+                  f"editor − {results.editor}, mean over the layers [95% CI], paired p, detectable "
+                  "(80% power)"), rows,
+                 "Golden layers here are picked among the shared layers only. The regret says what "
+                 f"editing at {results.editor}'s golden layer costs the other editor; the paired "
+                 "comparison, whether the two editors' scores differ on average over the layers.")
+
+
 def lga_variant_table(results: StudyResults) -> Table:
     rows = tuple((v.dataset, v.direction, "none" if v.fence_k is None else f"{v.fence_k:g}",
                   str(v.layer), fmt(v.accuracy), fmt(v.regret)) for v in results.lga_variants)
@@ -173,4 +189,5 @@ def runtime_table(results: StudyResults) -> Table:
 def all_tables(results: StudyResults) -> list[Table]:
     return [table1(results), *proxy_vs_test_tables(results), *layer_means_tables(results),
             union_table(results), selection_table(results), agreement_table(results),
-            lga_variant_table(results), runtime_table(results), editor_table(results)]
+            lga_variant_table(results), runtime_table(results), editor_table(results),
+            editor_comparison_table(results)]

@@ -24,10 +24,12 @@ from pathlib import Path
 import numpy as np
 from scipy import stats
 
-from goldenlayers.engine import Grid, LocateRow, ResultsFolder, build_grids, union_grid
+from goldenlayers.engine import (Grid, LocateRow, ResultsFolder, build_grids, pick_index,
+                                 union_grid)
 from goldenlayers.errors import GoldenLayersError
 from goldenlayers.evaluate import (OVERALL, Interval, PairedComparison, TTestResult,
-                                   higher_is_better, overall_score, t_test)
+                                   bootstrap_interval, higher_is_better, overall_score,
+                                   paired_comparison, t_test)
 from goldenlayers.locate.base import LayerScores
 from goldenlayers.locate.fences import excluded_layers, golden_layer
 from goldenlayers.study.settings import LOCATORS
@@ -129,14 +131,31 @@ class Runtime:
 
 
 @dataclass(frozen=True)
+class EditorComparison:
+    """One metric of an editor against the study's main editor, on the layers and requests both
+    have: whether the main editor's golden layer serves this editor too, and how far apart the
+    two editors' layer profiles are."""
+
+    metric: str
+    layers: tuple[int, ...]  # brute-forced for both
+    n: int  # requests edited by both at every one of those layers
+    golden: int  # this editor's golden layer among ``layers``
+    main_golden: int  # the main editor's golden layer among ``layers``
+    regret_at_main_golden: Interval  # this editor's loss from editing at ``main_golden``
+    versus_main: PairedComparison  # per request, the mean over ``layers``: this minus main
+
+
+@dataclass(frozen=True)
 class EditorRow:
-    """The golden layer of one editor on one data set's test set."""
+    """The golden layer of one editor on one data set's test set, and (for an editor other than
+    the main one) its comparison with the main editor."""
 
     dataset: str
     editor: str
     layers: tuple[int, ...]
     golden: dict[str, int]  # by metric
     score: dict[str, Interval]  # at the golden layer
+    versus_main: tuple[EditorComparison, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -208,7 +227,7 @@ def analyse(run_dir: Path, manifest: dict, grids: dict[tuple[str, str, str], Gri
                       for v in lga_variants(test[d], locators[(d, "lga")])],
         runtimes=[runtime(proxy[d], locators, int(manifest["num_layers"])) for d in datasets
                   if all((d, m) in locators for m in LOCATORS)],
-        editors=[editor_row(grid) for (d, split, _), grid in sorted(grids.items())
+        editors=[editor_row(grid, test[d]) for (d, split, _), grid in sorted(grids.items())
                  if split == "test" and d in datasets],
         overall_note=overall_note(),
         locate_rows=tuple(locate_rows),
@@ -318,10 +337,38 @@ def runtime(proxy: Grid, locators: dict, num_layers: int) -> Runtime:
                    num_layers)
 
 
-def editor_row(grid: Grid) -> EditorRow:
+def editor_row(grid: Grid, main: Grid | None = None) -> EditorRow:
     golden = {m: grid.golden_layer(m) for m in REGRET_METRICS if m in grid.metrics}
+    compared = () if main is None or main.editor == grid.editor else tuple(
+        c for m in REGRET_METRICS if m in grid.metrics and m in main.metrics
+        for c in [editor_comparison(grid, main, m)] if c is not None)
     return EditorRow(grid.dataset, grid.editor, grid.layers, golden,
-                     {m: grid.interval(m, layer) for m, layer in golden.items()})
+                     {m: grid.interval(m, layer) for m, layer in golden.items()}, compared)
+
+
+def editor_comparison(grid: Grid, main: Grid, metric: str) -> EditorComparison | None:
+    """``grid``'s editor against ``main``'s on ``metric`` (None if they share fewer than two
+    layers or two requests)."""
+    layers = tuple(layer for layer in grid.layers if layer in main.layers)
+    cases = [case for case in grid.case_ids if case in main.case_ids]
+    if len(layers) < 2 or len(cases) < 2:
+        return None
+
+    def matrix(g: Grid) -> np.ndarray:  # (requests, layers) on the shared ones
+        rows = [g.case_ids.index(case) for case in cases]
+        return g.metric(metric)[np.ix_(rows, [g.column(layer) for layer in layers])]
+
+    this, other = matrix(grid), matrix(main)
+    complete = ~(np.isnan(this).any(axis=1) | np.isnan(other).any(axis=1))
+    this, other = this[complete], other[complete]
+    if len(this) < 2:
+        return None
+    own = pick_index(this.mean(axis=0), metric)
+    main_golden = pick_index(other.mean(axis=0), metric)
+    sign = 1.0 if higher_is_better(metric) else -1.0
+    regret = bootstrap_interval(sign * (this[:, own] - this[:, main_golden]))
+    return EditorComparison(metric, layers, len(this), layers[own], layers[main_golden], regret,
+                            paired_comparison(this.mean(axis=1), other.mean(axis=1)))
 
 
 def overall_note() -> str:
