@@ -11,7 +11,9 @@ where v_before is the site's output at the bare prompt (row 0). As in ROME's cod
 only measures the loss, and the loop stops early once the loss is below ``v_loss_stop``.
 
 Several requests' deltas are optimised together (``optimise_values``): their rows form one batch,
-each delta added only in its own rows, so one forward and backward per step serves them all.
+each delta added only in its own rows, so one forward and backward per step serves them all. Brute
+force optimises the same batch at layer after layer; there the first step of every layer comes
+from one shared pass ("the first step, shared by the layers" below).
 
 Two ways to compute the logits give the same delta: ``fast`` (the default) runs the blocks below the
 site and the columns before the subject once (models/partial.py) and applies the vocabulary head
