@@ -16,8 +16,8 @@ run() {  # model data editor layers
     --out "results/$1" "${SIZES[@]}" "${EXECUTOR[@]}" "${@:5}"
 }
 # Order: the issue's, except WikiBio last. Its passages are long (about 90 tokens from the subject
-# on, 30-token targets): a cell takes about 90-110 s per worker here (about 80 cells/h on 2 cores, so
-# about 26 h for the pair), where a Gemma 3 pair takes a few hours; running it first would hold every
+# on, 30-token targets): about 110 cells/h on 2 cores here (about 19 h for the pair), where a
+# Gemma 3 pair takes a few hours; running it first would hold every
 # other pair back by a day. 4 requests per value batch peaked at 10.5 GB per worker at layer 0 and
 # two workers ran out of 24 GB, so WikiBio runs one request per batch.
 for data in counterfact zsre wikicounterfact wikirecent; do
