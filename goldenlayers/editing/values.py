@@ -78,8 +78,7 @@ def optimise_values(handle: ModelHandle, batches: Sequence[RequestBatch], layer:
     stacked = _stack(handle, batches)
     logits_of = _logits_fn(handle, stacked.batch, stacked.scored, layer, config.fast)
     offset = stacked.first_edited_column if config.fast else 0
-    rows = torch.arange(stacked.batch.input_ids.shape[0], device=handle.device)
-    cols = stacked.batch.subject_last - offset
+    rows, cols = stacked.subject_positions(offset)
     d_model = handle.adapter.edit_weight_out_in(handle.model, layer).shape[0]  # = the site's width
     deltas = [torch.zeros(d_model, dtype=compute_dtype(handle), device=handle.device,
                           requires_grad=True) for _ in batches]
@@ -89,13 +88,10 @@ def optimise_values(handle: ModelHandle, batches: Sequence[RequestBatch], layer:
     results: list[ValueResult | EditError | None] = [None] * len(batches)
 
     def add_delta(_: str, out):
-        hidden = out[0] if isinstance(out, tuple) else out
         if "value" not in before[0]:  # the first pass: delta = 0 everywhere
-            for request, row in enumerate(stacked.first_rows):
-                before[request]["value"] = as_float(hidden[row, cols[row]].detach()).clone()
-        added = torch.stack(deltas)[stacked.row_request].to(hidden.dtype)
-        hidden = hidden.index_put((rows, cols), added, accumulate=True)
-        return (hidden, *out[1:]) if isinstance(out, tuple) else hidden
+            for kept, value in zip(before, _subject_values(out, stacked, cols)):
+                kept["value"] = value
+        return _plus_deltas(out, deltas, stacked, rows, cols)
 
     first = _first_step(handle, stacked, batches, layer, site, config)
     for step in range(config.v_num_grad_steps):
@@ -192,6 +188,26 @@ class _Stacked:
     def first_edited_column(self) -> int:
         return int(self.batch.subject_last.min())
 
+    def subject_positions(self, offset: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(rows, columns) of each row's subject's last token, columns counted from ``offset``."""
+        rows = torch.arange(self.batch.input_ids.shape[0], device=self.batch.input_ids.device)
+        return rows, self.batch.subject_last - offset
+
+
+def _subject_values(out, stacked: _Stacked, cols: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """Each request's site output at its bare prompt's subject (row 0): its v_before."""
+    hidden = out[0] if isinstance(out, tuple) else out
+    return tuple(as_float(hidden[row, cols[row]].detach()).clone() for row in stacked.first_rows)
+
+
+def _plus_deltas(out, deltas: Sequence[torch.Tensor], stacked: _Stacked, rows: torch.Tensor,
+                 cols: torch.Tensor):
+    """The site's output with each request's delta added at the subject of each of its rows."""
+    hidden = out[0] if isinstance(out, tuple) else out
+    added = torch.stack(list(deltas))[stacked.row_request].to(hidden.dtype)
+    hidden = hidden.index_put((rows, cols), added, accumulate=True)
+    return (hidden, *out[1:]) if isinstance(out, tuple) else hidden
+
 
 def _stack(handle: ModelHandle, batches: Sequence[RequestBatch]) -> _Stacked:
     if len(batches) == 1:  # as it is: no copy, no padding
@@ -266,8 +282,10 @@ def _first_step(handle: ModelHandle, stacked: _Stacked, batches: Sequence[Reques
     is not shared: no UnchangedWeights active, the plain logits, a layer below the shared pass's,
     or a request that stops or fails at its first step here but not there."""
     unchanged = active_unchanged()
+    if unchanged is None or not config.fast:
+        return None
     path = _site_path(handle, layer, site)
-    if unchanged is None or not config.fast or path is None:
+    if path is None:
         return None
     detail = (path, _scoring_digest(stacked, batches), config.kl_factor, config.v_weight_decay,
               config.v_loss_stop, config.v_num_grad_steps)
@@ -291,21 +309,15 @@ def _shared_first_step(handle: ModelHandle, stacked: _Stacked, batches: Sequence
     layers = range(layer, handle.num_layers)
     sites = {str(i): handle.adapter.block(handle.model, i).get_submodule(path) for i in layers}
     logits_of = _logits_fn(handle, stacked.batch, stacked.scored, layer, fast=True)
-    rows = torch.arange(stacked.batch.input_ids.shape[0], device=handle.device)
-    cols = stacked.batch.subject_last - stacked.first_edited_column
+    rows, cols = stacked.subject_positions(stacked.first_edited_column)
     d_model = handle.adapter.edit_weight_out_in(handle.model, layer).shape[0]
     deltas = {i: [torch.zeros(d_model, dtype=compute_dtype(handle), device=handle.device,
                               requires_grad=True) for _ in batches] for i in layers}
     values_before: dict[int, tuple[torch.Tensor, ...]] = {}
 
     def add_zero_delta(name: str, out):
-        hidden = out[0] if isinstance(out, tuple) else out
-        at = int(name)
-        values_before[at] = tuple(as_float(hidden[row, cols[row]].detach()).clone()
-                                  for row in stacked.first_rows)
-        added = torch.stack(deltas[at])[stacked.row_request].to(hidden.dtype)
-        hidden = hidden.index_put((rows, cols), added, accumulate=True)
-        return (hidden, *out[1:]) if isinstance(out, tuple) else hidden
+        values_before[int(name)] = _subject_values(out, stacked, cols)
+        return _plus_deltas(out, deltas[int(name)], stacked, rows, cols)
 
     with torch.enable_grad(), trace(sites, edit_output=add_zero_delta):
         logits = logits_of()

@@ -181,11 +181,12 @@ class RayExecutor:
 
     def _rows(self, tasks: Sequence[CellTask]) -> Iterator[CellRow]:
         ray = self._ray
-        queue = BlockQueue(cell_blocks(tasks, self.requests_per_batch))
+        blocks = cell_blocks(tasks, self.requests_per_batch)
+        queue = BlockQueue(blocks)
         actor_class = ray.remote(num_cpus=self.cpus_per_worker,
                                  num_gpus=self.gpus_per_worker)(CellWorker)
-        actors = [actor_class.remote(self.spec)
-                  for _ in range(min(self.workers, len(cell_batches(tasks, self.requests_per_batch))))]
+        batches = sum(len(block) for block in blocks)
+        actors = [actor_class.remote(self.spec) for _ in range(min(self.workers, batches))]
         pending = {}
         for worker, actor in enumerate(actors):
             batch = queue.next_for(worker)
