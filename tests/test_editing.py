@@ -369,11 +369,61 @@ def test_second_moment_counts_texts_is_the_mean_outer_product_and_cached_on_disk
     assert (moment.n_texts, moment.n_tokens) == (2, 16)
     files = list((tmp_path / "stats").rglob("*"))
     assert [f.name for f in files if f.is_file()] == ["layer001-2texts-8tokens.safetensors"]
-    monkeypatch.setattr(covariance, "compute_second_moment", lambda *a: pytest.fail("recomputed"))
+    monkeypatch.setattr(covariance, "compute_second_moments", lambda *a: pytest.fail("recomputed"))
     again = covariance.second_moment(tiny_gpt2, 1, 2, 8, EditCache())
     assert torch.equal(again.matrix, moment.matrix) and again.n_texts == 2
     key = keys[0]
     torch.testing.assert_close(moment.matrix @ moment.solve(key).float(), key.float(), rtol=1e-3, atol=1e-4)
+
+
+STATS_TEXTS = ["The cat sat on the mat, and then it slept all day long.", "A second text.",
+               "A third text, about the weather in a town that nobody has heard of."]
+
+
+def test_key_statistics_of_several_layers_come_from_one_pass_equal_to_each_layers_own(tiny_model):
+    base = tiny_model.model.get_submodule(tiny_model.adapter.base_model)
+    passes = []
+    hook = base.register_forward_pre_hook(lambda *_: passes.append(1))
+    try:
+        alone = {layer: covariance.compute_second_moment(tiny_model, layer, 3, 12, STATS_TEXTS)
+                 for layer in (0, 1, 2)}
+        assert len(passes) == 3
+        passes.clear()
+        together = covariance.compute_second_moments(tiny_model, [2, 0, 1], 3, 12, STATS_TEXTS)
+        assert len(passes) == 1 and list(together) == [2, 0, 1]
+        d_in = tiny_model.adapter.edit_weight_out_in(tiny_model.model, 0).shape[1]
+        passes.clear()  # room for two layers' sums: layers 0-1, then 2
+        grouped = covariance.compute_second_moments(tiny_model, [0, 1, 2], 3, 12, STATS_TEXTS,
+                                                    memory_bytes=2 * d_in * d_in * 8)
+        assert len(passes) == 2
+    finally:
+        hook.remove()
+    for layer, moment in alone.items():
+        for other in (together[layer], grouped[layer]):
+            assert torch.equal(other.matrix, moment.matrix)  # bit for bit
+            assert (other.n_tokens, other.n_texts) == (moment.n_tokens, moment.n_texts)
+    assert not torch.equal(alone[0].matrix, alone[1].matrix)
+
+
+def test_precomputed_statistics_are_the_ones_edits_read(tiny_llama, monkeypatch, tmp_path):
+    monkeypatch.setenv("GOLDENLAYERS_CACHE", str(tmp_path))
+    monkeypatch.setattr(covariance, "corpus_texts", lambda: STATS_TEXTS)
+    memit = get_editor("memit", window=2, mom2_n_samples=3, mom2_text_tokens=12)
+    assert memit.statistics_layers(tiny_llama, 2) == (1, 2)
+    assert get_editor("r-rome").statistics_layers(tiny_llama, 2) == ()  # no C in its update
+    assert get_editor("rome", mom2_adjustment=True).statistics_layers(tiny_llama, 2) == (2,)
+    calls = []
+    compute = covariance.compute_second_moments
+    monkeypatch.setattr(covariance, "compute_second_moments",
+                        lambda handle, layers, *a, **k: calls.append(list(layers))
+                        or compute(handle, layers, *a, **k))
+    memit.precompute_statistics(tiny_llama, [1, 2, 3])
+    assert calls == [[0, 1, 2, 3]]  # the windows' layers, in one call
+    names = sorted(f.name for f in (tmp_path / "stats").rglob("*.safetensors"))
+    assert names == [f"layer00{layer}-3texts-12tokens.safetensors" for layer in range(4)]
+    get_editor("memit", window=2, mom2_n_samples=3, mom2_text_tokens=12, **FEW_STEPS).compute(
+        tiny_llama, [REQUEST], 3)  # a fresh editor: its statistics come from disk
+    assert calls == [[0, 1, 2, 3]]
 
 
 # --- slow: a real model ------------------------------------------------------------------------------

@@ -32,6 +32,7 @@ import torch
 from goldenlayers.data.records import EditRequest
 from goldenlayers.editing.cache import EditCache
 from goldenlayers.editing.config import EditConfig, resolve
+from goldenlayers.editing.covariance import second_moments
 from goldenlayers.editing.errors import EditError
 from goldenlayers.editing.restore import restore, snapshot
 from goldenlayers.editing.values import ValueResult
@@ -148,7 +149,24 @@ class Editor(ABC):
         """The layers whose edit matrices this editor changes when asked to edit at ``layer``."""
         return (handle.adapter.check_layer(handle.model, layer),)
 
+    def statistics_layers(self, handle: ModelHandle, layer: int) -> tuple[int, ...]:
+        """The layers whose key statistics (covariance.py) an edit at ``layer`` reads: none unless
+        the editor weighs its update by them."""
+        return ()
+
     # --- the public methods -------------------------------------------------------------------
+
+    def precompute_statistics(self, handle: ModelHandle, layers: Sequence[int]) -> None:
+        """Compute (or load) the key statistics that edits at ``layers`` will read, all in one pass
+        over the corpus, and cache them on disk, where workers on this machine find them. A study
+        or brute force calls it before editing at every layer; without it each layer's statistics
+        come in a pass of their own when first needed (the same numbers)."""
+        needed = sorted({s for layer in layers for s in self.statistics_layers(handle, layer)})
+        if needed:
+            config = self.config_for(handle)
+            second_moments(handle, needed, config.mom2_n_samples, config.mom2_text_tokens,
+                           self.cache)
+
 
     def prepare(self, handle: ModelHandle, requests: Sequence[EditRequest], layer: int,
                 last_loss: bool = True) -> list[Prepared]:

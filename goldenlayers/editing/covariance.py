@@ -36,6 +36,7 @@ from goldenlayers.safety import atomic_path, safetensors_problem
 log = logging.getLogger(__name__)
 
 BATCH_TEXTS = 16
+STATS_MEMORY_BYTES = 4 * 2**30  # for the float64 sums of one pass's layers
 
 
 @dataclass
@@ -81,17 +82,33 @@ def second_moment(handle: ModelHandle, layer: int, n_texts: int, text_tokens: in
                   cache: EditCache | None = None) -> SecondMoment:
     """C for the edit matrix of ``layer`` from the first ``n_texts`` texts of the corpus, each cut
     to ``text_tokens`` tokens: from ``cache``, else from disk, else computed and saved."""
-    key = (handle.fingerprint, layer, n_texts, text_tokens)
-    if cache is not None and key in cache.second_moments:
-        return cache.second_moments[key]
-    path = stats_path(handle, layer, n_texts, text_tokens)
-    moment = _read_cached(path, handle, layer) if path.exists() else None
-    if moment is None:
-        moment = compute_second_moment(handle, layer, n_texts, text_tokens)
-        _save_atomically(path, moment, handle, layer)
+    return second_moments(handle, [layer], n_texts, text_tokens, cache)[layer]
+
+
+def second_moments(handle: ModelHandle, layers: Sequence[int], n_texts: int, text_tokens: int,
+                   cache: EditCache | None = None) -> dict[int, SecondMoment]:
+    """``second_moment`` of each of ``layers``; those in neither ``cache`` nor on disk are
+    computed together (``compute_second_moments``), so a study of every layer makes one pass over
+    the corpus, not one per layer."""
+    moments: dict[int, SecondMoment] = {}
+    for layer in dict.fromkeys(layers):
+        key = (handle.fingerprint, layer, n_texts, text_tokens)
+        if cache is not None and key in cache.second_moments:
+            moments[layer] = cache.second_moments[key]
+            continue
+        path = stats_path(handle, layer, n_texts, text_tokens)
+        moment = _read_cached(path, handle, layer) if path.exists() else None
+        if moment is not None:
+            moments[layer] = moment
+    missing = [layer for layer in dict.fromkeys(layers) if layer not in moments]
+    if missing:
+        for layer, moment in compute_second_moments(handle, missing, n_texts, text_tokens).items():
+            _save_atomically(stats_path(handle, layer, n_texts, text_tokens), moment, handle, layer)
+            moments[layer] = moment
     if cache is not None:
-        cache.second_moments[key] = moment
-    return moment
+        for layer, moment in moments.items():
+            cache.second_moments[(handle.fingerprint, layer, n_texts, text_tokens)] = moment
+    return {layer: moments[layer] for layer in layers}
 
 
 def _read_cached(path: Path, handle: ModelHandle, layer: int) -> SecondMoment | None:
@@ -137,23 +154,69 @@ def token_batches(tokenizer, texts: Sequence[str], n_texts: int,
 @torch.no_grad()
 def compute_second_moment(handle: ModelHandle, layer: int, n_texts: int, text_tokens: int,
                           texts: Sequence[str] | None = None) -> SecondMoment:
+    return compute_second_moments(handle, [layer], n_texts, text_tokens, texts)[layer]
+
+
+@torch.no_grad()
+def compute_second_moments(handle: ModelHandle, layers: Sequence[int], n_texts: int,
+                           text_tokens: int, texts: Sequence[str] | None = None,
+                           memory_bytes: int = STATS_MEMORY_BYTES) -> dict[int, SecondMoment]:
+    """C of each of ``layers``, the keys of all of them captured in the same forward passes over
+    the corpus, each pass stopped after the highest one. Their float64 sums must fit in
+    ``memory_bytes`` (LLaMA-2-7B's take 0.97 GB a layer), so the layers go in groups that do, one
+    pass over the corpus per group. Each layer's C is the one a pass for it alone gives, bit for
+    bit: the same batches through the same operations."""
     texts = corpus_texts() if texts is None else texts
     batches = token_batches(handle.tokenizer, texts, n_texts, text_tokens)
-    module = handle.adapter.edit_module(handle.model, layer)
-    d_in = handle.adapter.edit_weight_out_in(handle.model, layer).shape[1]
-    total = torch.zeros(d_in, d_in, dtype=torch.float64, device=handle.device)
+    moments: dict[int, SecondMoment] = {}
+    for group in _memory_groups(handle, sorted(set(layers)), memory_bytes):
+        moments.update(_one_pass(handle, group, batches))
+    return {layer: moments[layer] for layer in layers}
+
+
+def _memory_groups(handle: ModelHandle, layers: list[int], memory_bytes: int) -> list[list[int]]:
+    """Consecutive runs of ``layers`` whose (d_in, d_in) float64 sums fit in ``memory_bytes``
+    (at least one layer a group, however large)."""
+    groups: list[list[int]] = []
+    used = 0
+    for layer in layers:
+        d_in = handle.adapter.edit_weight_out_in(handle.model, layer).shape[1]
+        size = d_in * d_in * 8
+        if groups and used + size <= memory_bytes:
+            groups[-1].append(layer)
+            used += size
+        else:
+            groups.append([layer])
+            used = size
+    return groups
+
+
+def _one_pass(handle: ModelHandle, layers: list[int],
+              batches: list[list[list[int]]]) -> dict[int, SecondMoment]:
+    modules = {f"layer{layer}": handle.adapter.edit_module(handle.model, layer) for layer in layers}
+    totals = {}
+    for layer in layers:
+        d_in = handle.adapter.edit_weight_out_in(handle.model, layer).shape[1]
+        totals[f"layer{layer}"] = torch.zeros(d_in, d_in, dtype=torch.float64, device=handle.device)
     count = 0
+    real = torch.zeros(0, dtype=torch.bool)
+
+    def accumulate(name: str, inputs: torch.Tensor) -> None:
+        keys = as_float(inputs[real])  # (tokens, d_in): padding's keys do not count
+        totals[name] += (keys.T @ keys).double()
+
     base = handle.model.get_submodule(handle.adapter.base_model)
-    for rows in track(batches, f"key statistics, layer {layer}"):
+    span = f"layer {layers[0]}" if len(layers) == 1 else f"layers {layers[0]}-{layers[-1]}"
+    for rows in track(batches, f"key statistics, {span}"):
         input_ids, mask = _pad_right(rows, handle)
-        with trace({"k": module}, capture_inputs=True, stop_after="k") as record:
+        real = mask.bool()
+        with trace(modules, on_input=accumulate, stop_after=f"layer{layers[-1]}"):
             base(input_ids=input_ids, attention_mask=mask, use_cache=False)
-        keys = as_float(record.inputs["k"][mask.bool()])  # (tokens, d_in)
-        total += (keys.T @ keys).double()
-        count += keys.shape[0]
+        count += int(real.sum())
+    n_texts = sum(len(rows) for rows in batches)
     # float64 models (the reference tests) keep C in float64; others store float32, half the size
-    return SecondMoment((total / max(count, 1)).to(compute_dtype(handle)), count,
-                        sum(len(rows) for rows in batches))
+    return {layer: SecondMoment((totals[f"layer{layer}"] / max(count, 1)).to(compute_dtype(handle)),
+                                count, n_texts) for layer in layers}
 
 
 def _pad_right(rows: list[list[int]], handle: ModelHandle) -> tuple[torch.Tensor, torch.Tensor]:

@@ -40,6 +40,9 @@ class RankOneEditor(Editor):
     def step_count(self, handle: ModelHandle, requests: list[EditRequest], layer: int) -> int:
         return len(requests)
 
+    def statistics_layers(self, handle: ModelHandle, layer: int) -> tuple[int, ...]:
+        return (layer,) if self.config_for(handle).mom2_adjustment else ()
+
     def prepare(self, handle: ModelHandle, requests: Sequence[EditRequest], layer: int,
                 last_loss: bool = True) -> list[Prepared]:
         """Each request's v* at the edit matrix's output, optimised together, and its keys."""

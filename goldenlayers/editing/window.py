@@ -26,7 +26,7 @@ from goldenlayers.data.records import EditRequest
 from goldenlayers.editing.base import Editor, LayerUpdate, Prepared, PreparedRequest, RequestEdit
 from goldenlayers.editing.batches import RequestBatch, prepared_batch
 from goldenlayers.editing.config import EditConfig
-from goldenlayers.editing.covariance import SecondMoment, second_moment
+from goldenlayers.editing.covariance import SecondMoment, second_moments
 from goldenlayers.editing.errors import EditError
 from goldenlayers.editing.keys import at_subject, compute_dtype, kinds_mean_key, template_keys
 from goldenlayers.editing.updates import Factors, UpdateError
@@ -39,6 +39,9 @@ class WindowEditor(Editor):
         handle.adapter.check_layer(handle.model, layer)
         window = self.config_for(handle).window
         return tuple(range(max(0, layer - window + 1), layer + 1))
+
+    def statistics_layers(self, handle: ModelHandle, layer: int) -> tuple[int, ...]:
+        return self.layers_for(handle, layer)
 
     @abstractmethod
     def layer_update(self, residuals: torch.Tensor, keys: torch.Tensor, moment: SecondMoment,
@@ -65,8 +68,8 @@ class WindowEditor(Editor):
         values = [prepared.value] if prepared is not None else self._values(handle, requests, top)
         targets = torch.stack([v.value for v in values], dim=1)  # z (d_model, E)
         # every layer's statistics of the unedited model, before the lower layers change
-        moments = [second_moment(handle, current, config.mom2_n_samples, config.mom2_text_tokens,
-                                 self.cache) for current in layers]
+        moments = list(second_moments(handle, layers, config.mom2_n_samples,
+                                      config.mom2_text_tokens, self.cache).values())
         for i, current in enumerate(layers):
             keys = self._keys(handle, batches, current)  # (d_in, E)
             now = self._residuals(handle, batches, top)  # (d_model, E)

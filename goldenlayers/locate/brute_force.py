@@ -65,9 +65,11 @@ class BruteForceLocator(Locator):
         if s.metric != OVERALL and not supports(s.metric, requests):
             raise LocateError(f"none of the requests has the data for metric {s.metric!r}")
         metrics = (*TEACHER_FORCED, "fluency") if s.metric == "fluency" else None
-        runner = CellRunner(handle, get_editor(s.editor, **s.editor_overrides), metrics)
+        editor = get_editor(s.editor, **s.editor_overrides)
+        runner = CellRunner(handle, editor, metrics)
         runner.pre_edit(list(requests))  # the unedited model, once
         layers = parse_layers(s.layers, handle.num_layers)
+        editor.precompute_statistics(handle, layers)  # every layer's, in one pass over the corpus
         # neighbours share a value batch (layer_batches), which recomputes its widest one's columns
         cells = [(CellKey(handle.name, s.dataset, split, s.editor, layer, str(r.case_id), s.seed), r)
                  for r in ordered_for_batching(requests, handle.tokenizer) for layer in layers]

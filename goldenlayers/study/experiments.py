@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from goldenlayers.data.records import EditRequest
+from goldenlayers.editing import get_editor
 from goldenlayers.editing.batches import ordered_for_batching
 from goldenlayers.engine import CellKey, LocateRow, ResultsFolder, seed_everything
 from goldenlayers.errors import GoldenLayersError
@@ -26,7 +27,7 @@ from goldenlayers.safety import run_lock
 from goldenlayers.study.executor import CellTask, WorkerSpec, make_executor
 from goldenlayers.study.lga_readings import PRODUCTS
 from goldenlayers.study.settings import LOCATORS, StudySettings
-from goldenlayers.study.store import merged_manifest, requests_digest, write_manifest
+from goldenlayers.study.store import FORMAT, merged_manifest, requests_digest, write_manifest
 
 log = logging.getLogger(__name__)
 
@@ -157,10 +158,6 @@ def cell_tasks(plans: Sequence[DatasetPlan], settings: StudySettings, handle: Mo
 
 def wanted_manifest(settings: StudySettings, handle: ModelHandle,
                     plans: Sequence[DatasetPlan]) -> dict[str, object]:
-    from goldenlayers.study.store import FORMAT
-
-    from goldenlayers.editing import get_editor
-
     layers = settings.resolve_layers(handle.num_layers)
     # The resolved config, not just the overrides: a changed default is a changed editor too.
     config = get_editor(settings.editor, **settings.editor_overrides).config_for(handle).to_dict()
@@ -200,6 +197,9 @@ def _run_locked(settings: StudySettings, run_dir: str | Path, start: float, *, e
     todo = [task for task in tasks if task.key not in done]
     log.info("%d of %d cells to do", len(todo), len(tasks))
     if todo:
+        # the key statistics of every layer left, in one pass, before the workers need them
+        get_editor(settings.editor, **settings.editor_overrides).precompute_statistics(
+            handle, sorted({task.key.layer for task in todo}))
         fluency = frozenset().union(*(fluency_case_ids(p, settings.fluency_size, settings.seed)
                                       for p in plans))
         spec = WorkerSpec(settings.model, settings.dtype, device, settings.editor,
