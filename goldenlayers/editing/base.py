@@ -167,7 +167,6 @@ class Editor(ABC):
             second_moments(handle, needed, config.mom2_n_samples, config.mom2_text_tokens,
                            self.cache)
 
-
     def prepare(self, handle: ModelHandle, requests: Sequence[EditRequest], layer: int,
                 last_loss: bool = True) -> list[Prepared]:
         """Per request, what its edit alone at ``layer`` computes from the current weights, batched
