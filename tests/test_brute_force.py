@@ -76,3 +76,21 @@ def test_unknown_metric_and_bad_layers_are_named():
         get_locator("brute-force", metric="accuracy")
     with pytest.raises(Exception, match="cannot read"):
         get_locator("brute-force", layers="x")
+
+
+def test_brute_force_computes_every_layers_key_statistics_in_one_pass(tiny_gpt2, monkeypatch,
+                                                                     tmp_path):
+    from goldenlayers.editing import covariance
+
+    monkeypatch.setenv("GOLDENLAYERS_CACHE", str(tmp_path))
+    monkeypatch.setattr(covariance, "corpus_texts",
+                        lambda: ["A first text about cats.", "A second text, about dogs and rain."])
+    calls = []
+    compute = covariance.compute_second_moments
+    monkeypatch.setattr(covariance, "compute_second_moments",
+                        lambda handle, layers, *a, **k: calls.append(list(layers))
+                        or compute(handle, layers, *a, **k))
+    overrides = dict(EDITOR, mom2_n_samples=2, mom2_text_tokens=8)
+    get_locator("brute-force", editor="emmet", layers="1,3", editor_overrides=overrides).locate(
+        tiny_gpt2, REQUESTS[:1])
+    assert calls == [[1, 3]]  # before the first edit, not a pass per layer as each edit needs it
