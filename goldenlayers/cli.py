@@ -177,6 +177,10 @@ def study(
 def report(
     run_dir: str = typer.Argument(..., help="A study's run directory."),
     out: str = typer.Option(None, "--out", help="Write the report here (default: RUN_DIR)."),
+    min_test_requests: int = typer.Option(
+        20, "--min-test-requests", min=1,
+        help="campaign.md: a pair with fewer test requests edited at every layer shows no "
+             "test-set numbers ('not measured')."),
 ) -> None:
     """Write a study's tables and figures as report.md and a self-contained report.html; for a
     folder of studies (results/ with one folder per model), also campaign.md across them."""
@@ -186,7 +190,7 @@ def report(
     from goldenlayers.report.campaign import study_folders, write_campaign_report
 
     if not (Path(run_dir) / "study.json").exists() and study_folders(run_dir):
-        path = write_campaign_report(run_dir, out or run_dir)
+        path = write_campaign_report(run_dir, out or run_dir, min_test_requests)
         console.print(f"Wrote {path} and a report per model beside it.")
         return
     files = write_report(run_dir, out)

@@ -349,7 +349,9 @@ def test_campaign_report_chooses_each_pairs_reading_on_the_other_pairs(local_run
     run_dir, _ = local_run
     shutil.copytree(run_dir, tmp_path / "results" / "tiny-llama",
                     ignore=shutil.ignore_patterns("report*", "figures", "again"))
-    campaign = load_campaign(tmp_path / "results")
+    few = load_campaign(tmp_path / "results")  # the tiny study's few test requests: no claims
+    assert all(not p.readings and not p.proxy_size for p in few.pairs) and few.held_out == []
+    campaign = load_campaign(tmp_path / "results", min_test_requests=1)
     assert [str(p.pair) for p in campaign.pairs] == ["tiny-llama x counterfact", "tiny-llama x zsre"]
     assert all(p.complete and len(p.readings) == 144 for p in campaign.pairs)
     by_pair = {p.pair: p.readings for p in campaign.pairs}
@@ -382,7 +384,11 @@ def test_campaign_report_chooses_each_pairs_reading_on_the_other_pairs(local_run
     assert all(not p.resampled for p in campaign.pairs)  # 20 requests per draw: none here
     assert campaign.rule_five_b is None and campaign.compared == []
     result = CliRunner().invoke(app, ["report", str(tmp_path / "results"), "--out",
-                                      str(tmp_path / "out")])
+                                      str(tmp_path / "few")])
+    assert result.exit_code == 0, result.output
+    assert "not measured (n test < 20)" in (tmp_path / "few" / "campaign.md").read_text()
+    result = CliRunner().invoke(app, ["report", str(tmp_path / "results"), "--out",
+                                      str(tmp_path / "out"), "--min-test-requests", "1"])
     assert result.exit_code == 0, result.output
     text = (tmp_path / "out" / "campaign.md").read_text()
     assert "Rule 5" in text and "needs three complete pairs" in text

@@ -25,6 +25,9 @@ from goldenlayers.study.store import MANIFEST
 
 # the proxy-size curve's readings: the one fixed beforehand and locate's default (one if the same)
 CURVE_READINGS = tuple(dict.fromkeys((PREREGISTERED_READING, DEFAULT_READING)))
+# docs/findings.md: fewer test requests support no claim, so a pair with fewer edited at every
+# layer shows no test-set number (regret, golden layer) until it has them
+MIN_TEST_REQUESTS = 20
 
 
 @dataclass(frozen=True)
@@ -46,13 +49,14 @@ class Campaign:
     rule_five_b: DefaultChoice | None  # rule 5b: by the mean regret over resampled proxy sets
     compared: list[RulesCompared]  # rules 5 and 5b on the pairs completed after 5b was written
     waiting: list[str]  # model folders with no data set that has both proxy and test cells yet
+    min_test_requests: int = MIN_TEST_REQUESTS
 
 
 def study_folders(root: str | Path) -> list[Path]:
     return sorted(p.parent for p in Path(root).glob(f"*/{MANIFEST}"))
 
 
-def load_campaign(root: str | Path) -> Campaign:
+def load_campaign(root: str | Path, min_test_requests: int = MIN_TEST_REQUESTS) -> Campaign:
     pairs, waiting = [], []
     for folder in study_folders(root):
         try:
@@ -67,7 +71,8 @@ def load_campaign(root: str | Path) -> Campaign:
             planned = results.manifest["datasets"][dataset]
             complete = (len(test.case_ids) == planned["test"] and len(proxy.case_ids) == planned["proxy"]
                         and len(test.layers) == results.num_layers == len(proxy.layers))
-            products = stored_products(rows, dataset, "proxy")
+            measured = len(test.case_ids) >= min_test_requests
+            products = stored_products(rows, dataset, "proxy") if measured else []
             readings = reading_regrets(pair, test, products) if products else []
             curve, resampled = [], []
             if products:
@@ -79,7 +84,8 @@ def load_campaign(root: str | Path) -> Campaign:
     complete = complete_readings(pairs)
     resampled = complete_resampled(pairs)
     return Campaign(Path(root), pairs, held_out(complete), default_choice(complete),
-                    default_choice(resampled), rules_compared(complete, resampled), waiting)
+                    default_choice(resampled), rules_compared(complete, resampled), waiting,
+                    min_test_requests)
 
 
 def complete_readings(pairs: list[PairResult]) -> dict[Pair, list[ReadingRegret]]:
@@ -102,6 +108,11 @@ def pair_table(campaign: Campaign) -> Table:
         default = next((x for x in p.readings if x.reading == PREREGISTERED_READING.name), None)
         cma = next((a for a in r.agreement if a.dataset == d and a.method == "cma"), None)
         table1 = next((t for t in r.table1 if t.dataset == d and t.metric == PRIMARY), None)
+        if len(test.case_ids) < campaign.min_test_requests:
+            rows.append((str(p.pair), f"{len(r.proxy[d].case_ids)} / {len(test.case_ids)}",
+                         f"{len(test.layers)}{'' if p.complete else ' (in progress)'}",
+                         *[f"not measured (n test < {campaign.min_test_requests})"] * 5))
+            continue
         rows.append((str(p.pair), f"{len(r.proxy[d].case_ids)} / {len(test.case_ids)}",
                      f"{len(test.layers)}{'' if p.complete else ' (in progress)'}",
                      f"{golden} ({fmt_interval(test.interval(PRIMARY, golden))})",
@@ -123,7 +134,9 @@ def pair_table(campaign: Campaign) -> Table:
                  f"{PREREGISTERED_READING.name} (out of sample on every pair; locate's default now is "
                  f"{DEFAULT_READING.name}, see rule 5). Regret = the test golden "
                  "layer's mean minus the selected layer's, bootstrap 95% interval over test "
-                 "requests. 'in progress': not every planned request has every layer yet.")
+                 "requests. 'in progress': not every planned request has every layer yet. "
+                 f"'not measured': fewer than {campaign.min_test_requests} test requests have every "
+                 "layer.")
 
 
 def readings_table(campaign: Campaign, top: int = 8) -> list[Table]:
@@ -264,10 +277,11 @@ def runtime_table(campaign: Campaign) -> Table:
                  "between runs: compare within a row.")
 
 
-def write_campaign_report(root: str | Path, out_dir: str | Path) -> Path:
+def write_campaign_report(root: str | Path, out_dir: str | Path,
+                          min_test_requests: int = MIN_TEST_REQUESTS) -> Path:
     from goldenlayers.report import write_report
 
-    campaign = load_campaign(root)
+    campaign = load_campaign(root, min_test_requests)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     for folder in study_folders(root):
