@@ -38,6 +38,7 @@ class PairResult:
     readings: list[ReadingRegret]
     proxy_size: list[ProxySizePoint]
     resampled: list[ReadingRegret]  # rule 5b's measure: regret over resampled proxy sets
+    measured: bool = True  # enough test requests at every layer for test-set numbers
 
 
 @dataclass(frozen=True)
@@ -80,7 +81,7 @@ def load_campaign(root: str | Path, min_test_requests: int = MIN_TEST_REQUESTS) 
                 for reading in CURVE_READINGS:
                     curve += proxy_size_curve(pair, test, products, pool, reading)
                 resampled = resampled_regrets(pair, test, products, pool)
-            pairs.append(PairResult(pair, results, complete, readings, curve, resampled))
+            pairs.append(PairResult(pair, results, complete, readings, curve, resampled, measured))
     complete = complete_readings(pairs)
     resampled = complete_resampled(pairs)
     return Campaign(Path(root), pairs, held_out(complete), default_choice(complete),
@@ -103,18 +104,17 @@ def pair_table(campaign: Campaign) -> Table:
     for p in campaign.pairs:
         r, d = p.results, p.pair.dataset
         test = r.test[d]
+        head = (str(p.pair), f"{len(r.proxy[d].case_ids)} / {len(test.case_ids)}",
+                f"{len(test.layers)}{'' if p.complete else ' (in progress)'}")
+        if not p.measured:
+            rows.append((*head, *[f"not measured (n test < {campaign.min_test_requests})"] * 5))
+            continue
         golden = test.golden_layer(PRIMARY)
         by_selector = {s.selector: s for s in r.selection if s.dataset == d}
         default = next((x for x in p.readings if x.reading == PREREGISTERED_READING.name), None)
         cma = next((a for a in r.agreement if a.dataset == d and a.method == "cma"), None)
         table1 = next((t for t in r.table1 if t.dataset == d and t.metric == PRIMARY), None)
-        if len(test.case_ids) < campaign.min_test_requests:
-            rows.append((str(p.pair), f"{len(r.proxy[d].case_ids)} / {len(test.case_ids)}",
-                         f"{len(test.layers)}{'' if p.complete else ' (in progress)'}",
-                         *[f"not measured (n test < {campaign.min_test_requests})"] * 5))
-            continue
-        rows.append((str(p.pair), f"{len(r.proxy[d].case_ids)} / {len(test.case_ids)}",
-                     f"{len(test.layers)}{'' if p.complete else ' (in progress)'}",
+        rows.append((*head,
                      f"{golden} ({fmt_interval(test.interval(PRIMARY, golden))})",
                      "–" if default is None else
                      f"{default.layer}: {fmt_interval(default.regret.get(PRIMARY))}",
