@@ -168,9 +168,16 @@ def study(
                              editor_overrides=_with_profile(profile, editor_settings))
     run = run_study(settings, out, executor=executor, device=device, workers=workers,
                     ray_address=ray_address, requests_per_batch=batch_requests)
+    from goldenlayers.report.tables import MIN_TEST_REQUESTS
+
+    few = ""  # the report names a data set below the minimum "not measured"
+    if settings.test_size is not None and settings.test_size < MIN_TEST_REQUESTS:
+        few = f" --min-test-requests {settings.test_size}"
     console.print(f"{run.planned} cells: {run.done_before} were done, {run.done_now} done now "
                   f"in {run.seconds:.0f} s. Results in {run.run_dir}; next: "
-                  f"[bold]goldenlayers report {run.run_dir}[/]")
+                  f"[bold]goldenlayers report {run.run_dir}{few}[/]"
+                  + (f" ({settings.test_size} test requests per data set: numbers to look at, "
+                     f"not to claim; {MIN_TEST_REQUESTS} or more are measured)" if few else ""))
 
 
 @app.command()
@@ -178,9 +185,9 @@ def report(
     run_dir: str = typer.Argument(..., help="A study's run directory."),
     out: str = typer.Option(None, "--out", help="Write the report here (default: RUN_DIR)."),
     min_test_requests: int = typer.Option(
-        20, "--min-test-requests", min=1,
-        help="campaign.md: a pair with fewer test requests edited at every layer shows no "
-             "test-set numbers ('not measured')."),
+        None, "--min-test-requests", min=1, show_default=False,
+        help="A data set (campaign.md: a pair) with fewer test requests edited at every layer "
+             "shows no test-set numbers ('not measured'). Default: 20, docs/findings.md's rule."),
 ) -> None:
     """Write a study's tables and figures as report.md and a self-contained report.html; for a
     folder of studies (results/ with one folder per model), also campaign.md across them."""
@@ -188,12 +195,14 @@ def report(
 
     from goldenlayers.report import write_report
     from goldenlayers.report.campaign import study_folders, write_campaign_report
+    from goldenlayers.report.tables import MIN_TEST_REQUESTS
 
+    min_test_requests = min_test_requests or MIN_TEST_REQUESTS
     if not (Path(run_dir) / "study.json").exists() and study_folders(run_dir):
         path = write_campaign_report(run_dir, out or run_dir, min_test_requests)
         console.print(f"Wrote {path} and a report per model beside it.")
         return
-    files = write_report(run_dir, out)
+    files = write_report(run_dir, out, min_test_requests)
     table = Table(title="Golden layers (test rewrite accuracy) and where the locators land")
     for column in ("data set", "n test", "golden", "proxy golden", "LGA (regret [95% CI])",
                    "CMA (regret [95% CI])"):
@@ -207,6 +216,8 @@ def report(
                       str(results.test[dataset].golden_layer("rewrite_accuracy")),
                       str(results.proxy[dataset].golden_layer("rewrite_accuracy")),
                       found.get("lga", "–"), found.get("cma", "–"))
+    for dataset, n in results.unmeasured.items():
+        table.add_row(dataset, str(n), f"not measured (n test < {min_test_requests})", "–", "–", "–")
     console.print(table)
     console.print(f"Wrote {files.markdown}, {files.html} and {len(files.figures)} figures.")
 

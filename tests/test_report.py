@@ -171,7 +171,8 @@ def test_a_study_in_flight_is_reported_as_far_as_it_got(tmp_path):
     _write_synthetic_folder(tmp_path, done + [cells[-1]], located)
     results = load_results(tmp_path)
     assert results.test["zsre"].case_ids == ("r0", "r1")  # r2 has no edit yet
-    assert "n = 2 requests" in " ".join(t.title for t in write_report(tmp_path).tables)
+    tables = write_report(tmp_path, min_test_requests=2).tables
+    assert "n = 2 requests" in " ".join(t.title for t in tables)
 
 
 def test_a_folder_without_a_manifest_is_named(tmp_path):
@@ -184,7 +185,7 @@ def test_a_folder_without_a_manifest_is_named(tmp_path):
 
 def test_report_writes_every_table_and_figure(tmp_path):
     _write_synthetic_folder(tmp_path, *synthetic_records())
-    files = write_report(tmp_path)
+    files = write_report(tmp_path, min_test_requests=3)
     titles = [t.title for t in files.tables]
     for expected in ("Table 1", "Table 2", "Table 3", "Table 4", "Table 5", "Table 6", "Figure 2",
                      "Figure 4", "Locators against brute force", "LGA direction"):
@@ -223,3 +224,35 @@ def test_an_editor_is_compared_with_the_main_one_on_the_layers_both_have():
     assert comparison.versus_main.difference.mean == pytest.approx((0.1 + 0.1 + 0.15) / 3)
     assert comparison.versus_main.test.n[0] == 3
     assert editor_row(main, main).versus_main == ()
+
+
+def test_a_data_set_with_too_few_test_requests_is_not_measured(tmp_path, capsys):
+    """Below the minimum a data set gets no row and no figure, only its name and its n; a figure
+    of an earlier build with it does not stay behind."""
+    from goldenlayers.cli import app
+
+    cells, located = synthetic_records()
+    _write_synthetic_folder(tmp_path, [r for r in cells if (r.key.dataset, r.key.case_id) != ("zsre", "r2")],
+                            located)
+    assert (tmp_path / "figures" / "layers_zsre.png").exists() is False
+    write_report(tmp_path, min_test_requests=2)
+    assert (tmp_path / "figures" / "layers_zsre.png").exists()
+    files = write_report(tmp_path, min_test_requests=3)
+    assert files.results.datasets == ("counterfact",) and files.results.unmeasured == {"zsre": 2}
+    assert not any("zsre" in cell for table in files.tables for row in table.rows for cell in row)
+    assert sorted(p.name for p in (tmp_path / "figures").iterdir()) == [
+        "heatmap.png", "layers_counterfact.png", "runtime.png"]
+    text = files.markdown.read_text()
+    assert ("not measured (n test < 3), so in no table or figure: zsre (2 test requests edited at "
+            "every layer so far)") in text
+    assert "| counterfact | LGA | 2 |" in text
+    # none has enough: the report names them both and has no table or figure at all
+    files = write_report(tmp_path, min_test_requests=4)
+    assert files.results.datasets == () and files.tables == () and files.figures == ()
+    assert list((tmp_path / "figures").iterdir()) == []
+    assert "counterfact (3 test requests" in files.html.read_text()
+    from typer.testing import CliRunner
+    result = CliRunner().invoke(app, ["report", str(tmp_path)])  # the default minimum: 20
+    assert result.exit_code == 0, result.output
+    rows = [line for line in result.output.splitlines() if line.startswith(("│ counterfact", "│ zsre"))]
+    assert len(rows) == 2 and all("│ not" in row for row in rows)

@@ -226,7 +226,7 @@ def local_run(tmp_path_factory):
 def test_tiny_study_produces_every_table_and_figure(local_run):
     run_dir, run = local_run
     assert run.done_before == 0 and run.done_now == run.planned
-    files = write_report(run_dir)
+    files = write_report(run_dir, min_test_requests=2)
     results = files.results
     # 2 data sets x (1 proxy + 2 test requests) x 4 layers; then LGA, CMA and products per data set.
     assert run.planned == 2 * (1 + 2) * 4
@@ -311,7 +311,7 @@ def test_small_study_on_smollm2_edits_at_its_golden_layer(tmp_path):
                              layers="4,15")
     run = run_study(settings, tmp_path)
     assert run.done_now == run.planned
-    files = write_report(tmp_path)
+    files = write_report(tmp_path, min_test_requests=2)
     results = files.results
     test = results.test["counterfact"]
     assert test.score_at("rewrite_accuracy", test.golden_layer("rewrite_accuracy")) >= 0.5
@@ -327,7 +327,7 @@ def test_locate_brute_force_and_study_name_the_same_golden_layer(local_run):
     from goldenlayers.models import load_model
 
     run_dir, _ = local_run
-    results = write_report(run_dir, run_dir / "again").results
+    results = write_report(run_dir, run_dir / "again", min_test_requests=1).results
     parts = split(load_dataset("counterfact").requests, proxy_fraction=0.1, seed=0)
     locator = get_locator("brute-force", editor_overrides=EDITOR, dataset="counterfact", seed=0)
     scores = locator.locate(load_model("tiny-llama"), list(parts.proxy)[:1])
@@ -387,6 +387,8 @@ def test_campaign_report_chooses_each_pairs_reading_on_the_other_pairs(local_run
                                       str(tmp_path / "few")])
     assert result.exit_code == 0, result.output
     assert "not measured (n test < 20)" in (tmp_path / "few" / "campaign.md").read_text()
+    assert "not measured (n test < 20), so in no table" in (
+        tmp_path / "few" / "tiny-llama" / "report.md").read_text()
     result = CliRunner().invoke(app, ["report", str(tmp_path / "results"), "--out",
                                       str(tmp_path / "out"), "--min-test-requests", "1"])
     assert result.exit_code == 0, result.output
@@ -406,3 +408,26 @@ def test_a_second_study_on_the_same_folder_is_refused_while_one_runs(tmp_path):
         with pytest.raises(RunLocked, match=str(tmp_path)):
             run_study(_settings(), tmp_path)
     assert not list(tmp_path.glob("*.jsonl"))  # nothing was written
+
+
+def test_study_command_says_how_to_see_a_small_runs_numbers(local_run, tmp_path):
+    """The default report hides data sets below 20 test requests; after a smaller study the CLI
+    names the option that shows them, and that option does."""
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from goldenlayers.cli import app
+
+    run_dir, run = local_run
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy, ignore=shutil.ignore_patterns("report*", "figures", "again"))
+    result = CliRunner().invoke(app, ["study", *E2E_ARGS, "--out", str(copy)])
+    assert result.exit_code == 0, result.output
+    said = " ".join(result.output.split())
+    assert f"{run.planned} were done, 0 done now" in said
+    assert f"goldenlayers report {copy} --min-test-requests 2" in said
+    result = CliRunner().invoke(app, ["report", str(copy), "--min-test-requests", "2"])
+    assert result.exit_code == 0, result.output
+    text = (copy / "report.md").read_text()
+    assert "Table 1" in text and "not measured" not in text

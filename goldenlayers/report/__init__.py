@@ -1,7 +1,9 @@
 """``write_report(run_dir)``: a finished study's tables and figures as Markdown and one HTML page.
 
 Writes ``report.md`` (with ``figures/*.png`` beside it) and ``report.html`` (self-contained) in the
-run directory. Needs only the results store, not the model.
+run directory. Needs only the results store, not the model. A data set with fewer than
+``min_test_requests`` test requests edited at every layer is named "not measured" and gets no table
+row or figure (docs/findings.md: a handful of requests supports no claim).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from pathlib import Path
 
 from goldenlayers.report import figures as figs
 from goldenlayers.report.render import html_page, markdown
-from goldenlayers.report.tables import Table, all_tables
+from goldenlayers.report.tables import MIN_TEST_REQUESTS, Table, all_tables
 from goldenlayers.study.analysis import StudyResults, load_results
 
 __all__ = ["ReportFiles", "Table", "write_report"]
@@ -40,15 +42,23 @@ def captions(results: StudyResults) -> dict[str, str]:
     return named
 
 
-def write_report(run_dir: str | Path, out_dir: str | Path | None = None) -> ReportFiles:
+def write_report(run_dir: str | Path, out_dir: str | Path | None = None,
+                 min_test_requests: int = MIN_TEST_REQUESTS) -> ReportFiles:
     """Build the report of the study in ``run_dir``; files go to ``out_dir`` (default: ``run_dir``)."""
-    results = load_results(run_dir)
+    results = load_results(run_dir, min_test_requests=min_test_requests)
     out = Path(out_dir) if out_dir is not None else Path(run_dir)
     (out / "figures").mkdir(parents=True, exist_ok=True)
-    tables = all_tables(results)
-    images = {"heatmap.png": figs.heatmap(results), "runtime.png": figs.runtimes(results)}
+    tables = all_tables(results) if results.datasets else []
+    images = ({"heatmap.png": figs.heatmap(results), "runtime.png": figs.runtimes(results)}
+              if results.datasets else {})
     for dataset in results.datasets:
         images[f"layers_{slug(dataset)}.png"] = figs.layer_scores(results, dataset)
+    # a figure of an earlier build that this one does not make (say, of a data set now left out)
+    # would otherwise stay beside the report as if it belonged to it
+    for stale in (out / "figures").glob("*.png"):
+        ours = stale.name in ("heatmap.png", "runtime.png") or stale.name.startswith("layers_")
+        if ours and stale.name not in images:
+            stale.unlink()
     paths = []
     for name, data in images.items():
         paths.append(out / "figures" / name)

@@ -14,7 +14,7 @@ from goldenlayers.errors import GoldenLayersError
 from goldenlayers.evaluate import OVERALL
 from goldenlayers.locate.readings import DEFAULT_HISTORY, DEFAULT_READING, PREREGISTERED_READING
 from goldenlayers.report.render import markdown_table
-from goldenlayers.report.tables import Table, fmt, fmt_interval, fmt_p
+from goldenlayers.report.tables import MIN_TEST_REQUESTS, Table, fmt, fmt_interval, fmt_p
 from goldenlayers.study.analysis import PRIMARY, StudyResults, load_results
 from goldenlayers.study.lga_readings import (RULE_5B_WRITTEN_AFTER, DefaultChoice, HeldOutChoice,
                                              Pair, ProxySizePoint, ReadingRegret, RulesCompared,
@@ -25,9 +25,6 @@ from goldenlayers.study.store import MANIFEST
 
 # the proxy-size curve's readings: the one fixed beforehand and locate's default (one if the same)
 CURVE_READINGS = tuple(dict.fromkeys((PREREGISTERED_READING, DEFAULT_READING)))
-# docs/findings.md: fewer test requests support no claim, so a pair with fewer edited at every
-# layer shows no test-set number (regret, golden layer) until it has them
-MIN_TEST_REQUESTS = 20
 
 
 @dataclass(frozen=True)
@@ -286,7 +283,7 @@ def write_campaign_report(root: str | Path, out_dir: str | Path,
     out.mkdir(parents=True, exist_ok=True)
     for folder in study_folders(root):
         if not any(w.startswith(f"{folder.name}:") for w in campaign.waiting):
-            write_report(folder, out / folder.name)
+            write_report(folder, out / folder.name, min_test_requests)
     tables = [pair_table(campaign), held_out_table(campaign), default_table(campaign),
               out_of_sample_table(campaign), rule_five_b_table(campaign),
               rules_compared_table(campaign), *readings_table(campaign),

@@ -29,7 +29,17 @@ def settings_lines(results: StudyResults) -> list[str]:
             f"edited at every layer so far: {sizes}",
             f"- brute-forced layers per data set: {layers}",
             f"- {results.overall_note}",
-            f"- failed edits (EditError; left out of the means): {failure_summary(results)}"]
+            f"- failed edits (EditError; left out of the means): {failure_summary(results)}",
+            *unmeasured_lines(results)]
+
+
+def unmeasured_lines(results: StudyResults) -> list[str]:
+    if not results.unmeasured:
+        return []
+    named = ", ".join(f"{d} ({n} test request{'s' if n != 1 else ''} edited at every layer so far)"
+                      for d, n in results.unmeasured.items())
+    return [f"- not measured (n test < {results.min_test_requests}), so in no table or figure: "
+            f"{named}; `goldenlayers report --min-test-requests N` lowers the minimum"]
 
 
 def failure_summary(results: StudyResults) -> str:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -179,34 +179,45 @@ class StudyResults:
     editors: list[EditorRow]
     overall_note: str
     locate_rows: tuple[LocateRow, ...] = ()  # as stored, e.g. LGA's gradient products
+    # data sets left out for having fewer test requests edited at every layer than the minimum
+    # (data set -> how many they have): no test-set number is shown for them
+    unmeasured: dict[str, int] = field(default_factory=dict)
+    min_test_requests: int = 1
 
     @property
     def num_layers(self) -> int:
         return int(self.manifest["num_layers"])  # type: ignore[arg-type]
 
 
-def load_results(run_dir: str | Path, editor: str | None = None) -> StudyResults:
+def load_results(run_dir: str | Path, editor: str | None = None,
+                 min_test_requests: int = 1) -> StudyResults:
     """Everything the report shows, from a run folder (``study.json`` and the result files)."""
     manifest = read_manifest(run_dir)
     folder = ResultsFolder(run_dir)
     return analyse(Path(run_dir), manifest, build_grids(folder.cells()), folder.locate_rows(),
-                   editor)
+                   editor, min_test_requests)
 
 
 def analyse(run_dir: Path, manifest: dict, grids: dict[tuple[str, str, str], Grid],
-            locate_rows: Sequence[LocateRow], editor: str | None = None) -> StudyResults:
+            locate_rows: Sequence[LocateRow], editor: str | None = None,
+            min_test_requests: int = 1) -> StudyResults:
+    """``min_test_requests``: a data set with fewer test requests edited at every layer is left
+    out of every table and figure (listed in ``unmeasured``), so no number rests on a handful."""
     editors = list(manifest["editors"])
     editor = editor or ("r-rome" if "r-rome" in editors else editors[0])
-    datasets = tuple(d for d in manifest["datasets"]
-                     if (d, "test", editor) in grids and (d, "proxy", editor) in grids)
-    if not datasets:
+    started = tuple(d for d in manifest["datasets"]
+                    if (d, "test", editor) in grids and (d, "proxy", editor) in grids)
+    if not started:
         raise GoldenLayersError(f"{run_dir} has no data set with both proxy and test cells of "
                                 f"editor {editor!r} yet")
+    unmeasured = {d: len(grids[(d, "test", editor)].case_ids) for d in started
+                  if len(grids[(d, "test", editor)].case_ids) < min_test_requests}
+    datasets = tuple(d for d in started if d not in unmeasured)
     test = {d: grids[(d, "test", editor)] for d in datasets}
     proxy = {d: grids[(d, "proxy", editor)] for d in datasets}
     locators = {(row.dataset, row.method): LayerScores.from_dict(row.result)
                 for row in locate_rows if row.split == "proxy" and row.method in LOCATORS}
-    common = sorted(set.intersection(*(set(proxy[d].layers) for d in datasets)))
+    common = sorted(set.intersection(*(set(proxy[d].layers) for d in datasets))) if datasets else []
     union_layer = union_grid([proxy[d] for d in datasets], common).golden_layer(PRIMARY) if common else None
     return StudyResults(
         run_dir, manifest, editor, datasets, test, proxy, locators,
@@ -231,6 +242,8 @@ def analyse(run_dir: Path, manifest: dict, grids: dict[tuple[str, str, str], Gri
                  if split == "test" and d in datasets],
         overall_note=overall_note(),
         locate_rows=tuple(locate_rows),
+        unmeasured=unmeasured,
+        min_test_requests=min_test_requests,
     )
 
 
