@@ -48,11 +48,12 @@ def write_report(run_dir: str | Path, out_dir: str | Path | None = None,
     results = load_results(run_dir, min_test_requests=min_test_requests)
     out = Path(out_dir) if out_dir is not None else Path(run_dir)
     (out / "figures").mkdir(parents=True, exist_ok=True)
-    tables = all_tables(results) if results.datasets else []
-    images = ({"heatmap.png": figs.heatmap(results), "runtime.png": figs.runtimes(results)}
-              if results.datasets else {})
-    for dataset in results.datasets:
-        images[f"layers_{slug(dataset)}.png"] = figs.layer_scores(results, dataset)
+    tables, images = [], {}
+    if results.datasets:  # none measured: the report names them and shows nothing else
+        tables = all_tables(results)
+        images = {"heatmap.png": figs.heatmap(results), "runtime.png": figs.runtimes(results)}
+        for dataset in results.datasets:
+            images[f"layers_{slug(dataset)}.png"] = figs.layer_scores(results, dataset)
     # a figure of an earlier build that this one does not make (say, of a data set now left out)
     # would otherwise stay beside the report as if it belonged to it
     for stale in (out / "figures").glob("*.png"):

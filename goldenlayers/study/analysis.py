@@ -210,8 +210,8 @@ def analyse(run_dir: Path, manifest: dict, grids: dict[tuple[str, str, str], Gri
     if not started:
         raise GoldenLayersError(f"{run_dir} has no data set with both proxy and test cells of "
                                 f"editor {editor!r} yet")
-    unmeasured = {d: len(grids[(d, "test", editor)].case_ids) for d in started
-                  if len(grids[(d, "test", editor)].case_ids) < min_test_requests}
+    test_sizes = {d: len(grids[(d, "test", editor)].case_ids) for d in started}
+    unmeasured = {d: n for d, n in test_sizes.items() if n < min_test_requests}
     datasets = tuple(d for d in started if d not in unmeasured)
     test = {d: grids[(d, "test", editor)] for d in datasets}
     proxy = {d: grids[(d, "proxy", editor)] for d in datasets}
