@@ -30,9 +30,13 @@ def _edit(dataset, split, case, layer, **metrics):
                    seconds=0.5, edit_seconds=0.2)
 
 
+READING = "edit-matrix/dataset/raw/sum/k1/argmax"
+
+
 def _located(dataset, method, scores, excluded, golden, seconds):
     result = LayerScores(method, "tiny-llama", "f00", list(scores), list(excluded), golden, [golden],
-                         [list(scores)], seconds, None, {})
+                         [list(scores)], seconds, None, {},
+                         reading=READING if method == "lga" else None)
     return LocateRow("tiny-llama", dataset, "proxy", method, 0, result.to_dict(), seconds)
 
 
@@ -134,6 +138,9 @@ def test_analysis_tables_have_the_known_values():
     table2 = [r for r in results.selection if r.dataset == "zsre"]
     assert [(r.selector, r.layer) for r in table2] == [("LGA", 2), ("CMA", 0), ("BF proxy", 1),
                                                        ("BF test (golden)", 2)]
+    # The default reading changed while the campaign ran, so each LGA row says which one it used.
+    assert (lga.reading, cma.reading) == (READING, None)
+    assert [r.note for r in table2] == [f"reading {READING}", "", "", ""]
     runtime = results.runtimes[0]
     assert (runtime.lga_seconds, runtime.cma_seconds) == (2.0, 6.0)
     assert runtime.bf_seconds == pytest.approx(2 * 4 * 0.5)  # 2 proxy requests x 4 layers x 0.5 s
@@ -200,6 +207,7 @@ def test_report_writes_every_table_and_figure(tmp_path):
     assert "![" in text and "min-max" in text and "| zsre | LGA | 2 |" in text
     assert "[95% CI]" in text and "detectable (80% power)" in text
     assert "Fluency" in text and "1 edit failed" in text
+    assert text.count(f"reading {READING}") == 4  # Table 2 and the locators table, per data set
     assert not math.isnan(files.results.agreement[0].spearman_test)
 
 

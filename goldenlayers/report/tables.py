@@ -124,14 +124,16 @@ def selection_table(results: StudyResults) -> Table:
                  "layer by rewrite accuracy on the proxy / test set (the latter is the oracle). OV: "
                  "the mean per-edit Overall; OV (min-max): the paper's, over the rows of each data "
                  "set. Regret: the test golden layer's mean minus this layer's, bootstrap 95% "
-                 "interval over test requests. A selector with no layer is not applicable (note).")
+                 "interval over test requests. A selector with no layer is not applicable (note). "
+                 "LGA's note names the reading its stored run used: the default when it ran.")
 
 
 def agreement_table(results: StudyResults) -> Table:
     rows = tuple((a.dataset, a.method.upper(), "–" if a.layer is None else str(a.layer),
                   fmt(a.accuracy), fmt(a.golden_accuracy), fmt_interval(a.regret),
                   "–" if a.rank is None else str(a.rank), fmt(a.spearman_test, 3),
-                  fmt(a.spearman_proxy, 3), "; ".join(a.notes[-2:]))
+                  fmt(a.spearman_proxy, 3),
+                  "; ".join((*([f"reading {a.reading}"] if a.reading else []), *a.notes[-2:])))
                  for a in results.agreement)
     return Table("Locators against brute force",
                  ("data set", "method", "layer", "test RwA", "golden RwA", "regret [95% CI]", "rank",

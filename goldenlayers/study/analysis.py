@@ -104,6 +104,7 @@ class Agreement:
     spearman_test: float  # NaN where either side is constant
     spearman_proxy: float
     notes: tuple[str, ...]
+    reading: str | None = None  # the LGA reading the stored run used (the default changed over time)
 
 
 @dataclass(frozen=True)
@@ -279,6 +280,8 @@ def selection_rows(test: Grid, proxy: Grid, locators: dict) -> list[SelectionRow
         if scores is not None:
             layer = scores.golden_layer if scores.golden_layer in test.layers else None
             note = "" if layer is not None else ("; ".join(scores.notes[-1:]) or "no layer")
+            if scores.reading:
+                note = "; ".join(filter(None, (f"reading {scores.reading}", note)))
             chosen.append((method.upper(), layer, note))
     chosen += [("BF proxy", proxy.golden_layer(PRIMARY), ""),
                ("BF test (golden)", test.golden_layer(PRIMARY), "")]
@@ -309,12 +312,12 @@ def agreement(test: Grid, proxy: Grid, scores: LayerScores) -> Agreement:
     layer = scores.golden_layer
     if layer is None or layer not in test.layers:
         return Agreement(test.dataset, scores.method, layer, math.nan, golden_accuracy, None, None,
-                         spearman_test, spearman_proxy, tuple(scores.notes))
+                         spearman_test, spearman_proxy, tuple(scores.notes), scores.reading)
     accuracy = test.score_at(PRIMARY, layer)
     rank = 1 + int(np.sum(means > accuracy + 1e-12))
     return Agreement(test.dataset, scores.method, layer, accuracy, golden_accuracy,
                      test.regret(PRIMARY, layer), rank, spearman_test, spearman_proxy,
-                     tuple(scores.notes))
+                     tuple(scores.notes), scores.reading)
 
 
 def spearman(a, b) -> float:
