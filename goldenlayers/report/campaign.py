@@ -199,7 +199,8 @@ def out_of_sample_table(campaign: Campaign) -> Table:
         waiting = [str(p.pair) for p in campaign.pairs
                    if not p.complete and str(p.pair) not in choice.chosen_on]
         notes.append(f"{number} was chosen on {', '.join(choice.chosen_on)} ({choice.when})"
-                     + (f"; in progress, not measured: {', '.join(waiting)}" if waiting else ""))
+                     + (f"; in progress, so not here until complete: {', '.join(waiting)}"
+                        if waiting else ""))
     return Table("Each default rule 5 chose, on the complete pairs it was not chosen on",
                  ("default", "pair", "layer", "regret RwA [95% CI]", "regret OV [95% CI]",
                   "<= 0.02"), tuple(rows),
