@@ -6,7 +6,7 @@ import math
 from dataclasses import dataclass
 
 from goldenlayers.evaluate import METRICS, OVERALL, Interval, higher_is_better
-from goldenlayers.study.analysis import StudyResults
+from goldenlayers.study.analysis import StudyResults, reading_label
 
 LABELS = {"rewrite_accuracy": "RwA", "rephrase_accuracy": "RpA", "locality": "LOC",
           "portability": "PRT", "fluency": "FLC", OVERALL: "OV"}
@@ -133,7 +133,7 @@ def agreement_table(results: StudyResults) -> Table:
                   fmt(a.accuracy), fmt(a.golden_accuracy), fmt_interval(a.regret),
                   "–" if a.rank is None else str(a.rank), fmt(a.spearman_test, 3),
                   fmt(a.spearman_proxy, 3),
-                  "; ".join((*([f"reading {a.reading}"] if a.reading else []), *a.notes[-2:])))
+                  "; ".join(filter(None, (reading_label(a.reading), *a.notes[-2:]))))
                  for a in results.agreement)
     return Table("Locators against brute force",
                  ("data set", "method", "layer", "test RwA", "golden RwA", "regret [95% CI]", "rank",

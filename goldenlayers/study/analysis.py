@@ -280,8 +280,7 @@ def selection_rows(test: Grid, proxy: Grid, locators: dict) -> list[SelectionRow
         if scores is not None:
             layer = scores.golden_layer if scores.golden_layer in test.layers else None
             note = "" if layer is not None else ("; ".join(scores.notes[-1:]) or "no layer")
-            if scores.reading:
-                note = "; ".join(filter(None, (f"reading {scores.reading}", note)))
+            note = "; ".join(filter(None, (reading_label(scores.reading), note)))
             chosen.append((method.upper(), layer, note))
     chosen += [("BF proxy", proxy.golden_layer(PRIMARY), ""),
                ("BF test (golden)", test.golden_layer(PRIMARY), "")]
@@ -298,6 +297,11 @@ def selection_rows(test: Grid, proxy: Grid, locators: dict) -> list[SelectionRow
     out += [SelectionRow(test.dataset, name, None, {}, math.nan, {}, note)
             for name, layer, note in chosen if layer is None]
     return out
+
+
+def reading_label(reading: str | None) -> str:
+    """How a table names the LGA reading a stored run used ("" for other locators)."""
+    return f"reading {reading}" if reading else ""
 
 
 def agreement(test: Grid, proxy: Grid, scores: LayerScores) -> Agreement:
