@@ -86,6 +86,20 @@ def test_grid_golden_layer_regret_and_samplewise_optimum():
     assert comparison.test.n == (3, 3) and comparison.difference.mean == pytest.approx(0.5 / 3)
 
 
+def test_two_layers_are_compared_request_by_request_with_worse_positive(monkeypatch):
+    from scipy import stats
+    matrix = [[0.0, 1.0, 0.5], [1.0, 1.0, 0.0], [0.0, 0.5, 1.0], [0.2, 0.9, 0.4]]
+    grid = grid_of("hand", "test", "r-rome", _rows(matrix))
+    comparison = grid.compare("rewrite_accuracy", 2, 1)  # layer 2 against layer 1
+    differences = [row[1] - row[2] for row in matrix]  # 0.5, 1.0, -0.5, 0.5
+    assert comparison.difference.mean == pytest.approx(np.mean(differences))
+    assert comparison.test.p_value == pytest.approx(
+        stats.ttest_rel([row[1] for row in matrix], [row[2] for row in matrix]).pvalue)
+    monkeypatch.setitem(metrics_module.HIGHER_IS_BETTER, "rewrite_accuracy", False)
+    assert grid.compare("rewrite_accuracy", 2, 1).difference.mean == pytest.approx(
+        -np.mean(differences))  # lower is better: layer 2's lower scores make it the better one
+
+
 def test_a_request_in_flight_waits_for_the_next_read():
     rows = _rows([[0.0, 1.0], [1.0, 1.0]])[:-1]  # request c1 has only layer 0 so far
     grid = grid_of("hand", "test", "r-rome", rows)

@@ -233,17 +233,27 @@ def rule_five_b_table(campaign: Campaign) -> Table:
 
 
 def rules_compared_table(campaign: Campaign) -> Table:
-    rows = tuple((str(c.pair), c.rule_five.reading, str(c.rule_five.layer),
-                  fmt_interval(c.rule_five.regret.get(PRIMARY)), c.rule_five_b.reading,
-                  str(c.rule_five_b.layer), fmt_interval(c.rule_five_b.regret.get(PRIMARY)))
-                 for c in campaign.compared)
+    tests = {p.pair: p.results.test[p.pair.dataset] for p in campaign.pairs}
+    rows = []
+    for c in campaign.compared:
+        # how much worse rule 5b's layer did than rule 5's, request by request on this test set
+        paired = tests[c.pair].compare(PRIMARY, c.rule_five_b.layer, c.rule_five.layer)
+        rows.append((str(c.pair), c.rule_five.reading, str(c.rule_five.layer),
+                     fmt_interval(c.rule_five.regret.get(PRIMARY)), c.rule_five_b.reading,
+                     str(c.rule_five_b.layer), fmt_interval(c.rule_five_b.regret.get(PRIMARY)),
+                     f"{fmt_interval(paired.difference)}, p {fmt_p(paired.test.p_value)}, "
+                     f"detectable {fmt(paired.detectable, 3)}"))
     return Table("Rules 5 and 5b out of sample: pairs completed after rule 5b was written",
                  ("pair", "rule 5's reading (other pairs)", "layer", "regret RwA [95% CI]",
-                  "rule 5b's reading (other pairs)", "layer", "regret RwA [95% CI]"), rows,
+                  "rule 5b's reading (other pairs)", "layer", "regret RwA [95% CI]",
+                  "5b's regret − 5's [95% CI], paired p, detectable (80% power)"), tuple(rows),
                  "Each rule chooses on the other complete pairs; the regret is on this pair's own "
-                 "proxy and test sets, which neither choice saw. Rule 5b was written when these "
-                 f"were complete: {', '.join(RULE_5B_WRITTEN_AFTER)}."
-                 + ("" if rows else " No pair has completed since."))
+                 "proxy and test sets, which neither choice saw. The last column is a paired t-test "
+                 "over this pair's test requests (rule 5's layer against rule 5b's; 0 when they "
+                 "pick the same layer), one pair at a time: no test over pairs. Rule 5b was "
+                 "written when these were complete: "
+                 f"{', '.join(RULE_5B_WRITTEN_AFTER)}." + ("" if rows else " No pair has completed "
+                                                            "since."))
 
 
 def proxy_size_table(campaign: Campaign) -> Table:
