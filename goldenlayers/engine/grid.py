@@ -106,10 +106,9 @@ class Grid:
     def compare(self, name: str, layer: int, reference: int, seed: int = 0) -> PairedComparison:
         """Paired t-test of ``reference``'s scores minus ``layer``'s over the requests with every
         edit made, oriented so that positive = ``layer`` is worse (two selectors' layers)."""
-        matrix = self.metric(name, complete=True)
-        sign = 1.0 if higher_is_better(name) else -1.0
-        return paired_comparison(sign * matrix[:, self.column(reference)],
-                                 sign * matrix[:, self.column(layer)], seed=seed)
+        matrix = oriented(self.metric(name, complete=True), name)  # no NaN: every edit made
+        return paired_comparison(matrix[:, self.column(reference)], matrix[:, self.column(layer)],
+                                 seed=seed)
 
     def golden_vs_samplewise(self, name: str, seed: int = 0) -> PairedComparison:
         """Each request's best score vs its score at the golden layer (paper Table 1)."""

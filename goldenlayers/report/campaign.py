@@ -251,9 +251,8 @@ def rules_compared_table(campaign: Campaign) -> Table:
                  "proxy and test sets, which neither choice saw. The last column is a paired t-test "
                  "over this pair's test requests (rule 5's layer against rule 5b's; 0 when they "
                  "pick the same layer), one pair at a time: no test over pairs. Rule 5b was "
-                 "written when these were complete: "
-                 f"{', '.join(RULE_5B_WRITTEN_AFTER)}." + ("" if rows else " No pair has completed "
-                                                            "since."))
+                 f"written when these were complete: {', '.join(RULE_5B_WRITTEN_AFTER)}."
+                 + ("" if rows else " No pair has completed since."))
 
 
 def proxy_size_table(campaign: Campaign) -> Table:
