@@ -132,3 +132,35 @@ def test_paired_comparison_reports_n_interval_and_power():
     assert comparison.test.n == (4, 4) and comparison.difference.mean == pytest.approx(0.125)
     assert comparison.detectable > 0.125  # four pairs cannot see a difference this small
     assert set(comparison.to_dict()) >= {"n", "p_value", "difference", "detectable_at_power"}
+
+
+# Two data sets number their requests from the same ids: the runner must not hand one request the
+# other's pre-edit predictions (issue 30: a study over counterfact,zsre crashed or, where the token
+# counts matched, scored locality against the wrong state).
+SAME_ID_SAME_LENGTH = EditRequest("a", "The mother tongue of Danielle Darrieux is", "Danielle Darrieux",
+                                  "English", "French",
+                                  locality=(PromptAnswer("The largest city of Japan is", "Osaka"),))
+SAME_ID_OTHER_LENGTH = EditRequest("a", "The mother tongue of Danielle Darrieux is",
+                                   "Danielle Darrieux", "English", "French",
+                                   locality=(PromptAnswer("Bread is made from",
+                                                          "flour water salt and yeast"),))
+
+
+@pytest.mark.parametrize("other", [SAME_ID_SAME_LENGTH, SAME_ID_OTHER_LENGTH],
+                         ids=["same-token-count", "other-token-count"])
+def test_requests_of_two_data_sets_with_one_case_id_keep_their_own_pre_edit_state(tiny_gpt2,
+                                                                                 other):
+    editor = dict(EDITOR, v_num_grad_steps=3)
+    first = (CellKey("tiny-gpt2", "one", "test", "r-rome", 2, "a", 0), REQUEST)
+    second = (CellKey("tiny-gpt2", "two", "test", "r-rome", 2, "a", 0), other)
+    together = CellRunner(tiny_gpt2, get_editor("r-rome", **editor)).run_batch([first, second])
+    alone = [CellRunner(tiny_gpt2, get_editor("r-rome", **editor)).run(*cell)
+             for cell in (first, second)]
+    for mixed, single in zip(together, alone):
+        assert mixed.error is None
+        assert mixed.metrics["locality"] == pytest.approx(single.metrics["locality"], abs=1e-6)
+    # the runner holds one state per locality content, not one per case id
+    runner = CellRunner(tiny_gpt2, get_editor("r-rome", **editor))
+    state = runner.pre_edit([REQUEST])
+    assert other not in state
+    assert other in runner.pre_edit([other]) and REQUEST in runner.pre_edit([other])

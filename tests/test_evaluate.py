@@ -16,6 +16,7 @@ from goldenlayers.evaluate import (LOWER_IS_BETTER, METRICS, compute_pre_edit, e
 from goldenlayers.evaluate import fluency as fluency_module
 from goldenlayers.evaluate import metrics as metrics_module
 from goldenlayers.models.handle import greedy_continuations
+from goldenlayers.evaluate.metrics import locality_key
 from goldenlayers.models.tokens import encode_prompt_target, teacher_forced_batch
 
 DEFAULT, WRONG, OTHER = 0, 1, 3  # token ids no answer below uses
@@ -162,11 +163,11 @@ def test_unsupported_and_unasked_metrics_are_skipped(table_model):
         evaluate(table_model, [REQUEST_B], metrics=["accuracy"])
 
 
-def test_pre_edit_state_is_keyed_by_case_and_model(table_model):
+def test_pre_edit_state_is_keyed_by_request_and_model(table_model):
     teach_requests(table_model)
     pre = compute_pre_edit(table_model, [REQUEST_A, REQUEST_B])
     edit_locality(table_model)
-    # Reused for a reordered subset: looked up by case_id, not by position.
+    # Reused for a reordered subset: looked up by the request, not by position.
     only_b = evaluate(table_model, [REQUEST_B], pre=pre, metrics=["locality"])
     assert only_b.per_request[0].locality == pytest.approx(1 / 2)
     with pytest.raises(GoldenLayersError, match="no locality predictions for case 'b'"):
@@ -175,7 +176,7 @@ def test_pre_edit_state_is_keyed_by_case_and_model(table_model):
     with pytest.raises(GoldenLayersError, match="another model"):
         evaluate(table_model, [REQUEST_B], pre=pre)
     with pytest.raises(GoldenLayersError, match="occurs twice"):
-        compute_pre_edit(table_model, [REQUEST_B, REQUEST_B])
+        evaluate(table_model, [REQUEST_B, REQUEST_B], pre=pre)
 
 
 # --- real tiny models ------------------------------------------------------------------------
@@ -203,7 +204,8 @@ def test_locality_is_one_when_the_model_is_unchanged(tiny_model):
 def test_padding_side_gives_identical_argmaxes(tiny_model):
     # Batches of 1 have no padding at all: the reference for both padding sides.
     alone = compute_pre_edit(tiny_model, LOCAL_REQUESTS, batch_size=1).tokens
-    assert [len(t) for k in ("x", "y") for t in alone[k]] == [1, 6, 2]  # answer tokens per prompt
+    keys = [locality_key(r) for r in LOCAL_REQUESTS]
+    assert [len(t) for k in keys for t in alone[k]] == [1, 6, 2]  # answer tokens per prompt
     for side in ("left", "right"):
         padded = compute_pre_edit(tiny_model, LOCAL_REQUESTS, batch_size=3, padding_side=side)
         assert padded.tokens == alone

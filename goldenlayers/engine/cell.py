@@ -131,7 +131,7 @@ class CellRunner:
     def pre_edit(self, requests: list[EditRequest]) -> PreEditState:
         """The pre-edit state of ``requests``, computing only the ones not seen yet. Must be
         called while the model is unedited (``run`` does)."""
-        new = [r for r in requests if self._pre is None or r.case_id not in self._pre]
+        new = [r for r in requests if self._pre is None or r not in self._pre]
         if new:
             state = compute_pre_edit(self.handle, new)
             self._pre = state if self._pre is None else self._pre.merged(state)

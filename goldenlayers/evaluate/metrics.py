@@ -22,6 +22,8 @@ have a value. Positions come from ``TokenBatch``, so left and right padding give
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -88,17 +90,20 @@ class Evaluation:
 
 @dataclass(frozen=True)
 class PreEditState:
-    """The unedited model's argmax tokens at each locality answer position, keyed by case_id.
+    """The unedited model's argmax tokens at each locality answer position, keyed by the request's
+    locality prompts and answers (``locality_key``).
 
-    ``tokens[case_id][k]`` holds the predictions for the request's k-th locality prompt. Compute it
-    once per request before any edit, and pass it to every ``evaluate`` of every layer and editor.
+    ``tokens[locality_key(request)][k]`` holds the predictions for the request's k-th locality
+    prompt. Compute it once per request before any edit, and pass it to every ``evaluate`` of every
+    layer and editor. Keyed by content, not by case id: two data sets number their requests from
+    the same ids, and a state keyed by id would hand one request another's predictions.
     """
 
     fingerprint: str  # the model's; a state from another model is refused
     tokens: dict[str, tuple[tuple[int, ...], ...]]
 
-    def __contains__(self, case_id: str) -> bool:
-        return case_id in self.tokens
+    def __contains__(self, request: EditRequest) -> bool:
+        return locality_key(request) in self.tokens
 
     def merged(self, other: PreEditState) -> PreEditState:
         if other.fingerprint != self.fingerprint:
@@ -115,6 +120,12 @@ class _Item:
     group: int  # which rephrase / locality / portability prompt of the request
     prompt: str
     answer: str
+
+
+def locality_key(request: EditRequest) -> str:
+    """What the pre-edit predictions of ``request`` depend on: its locality prompts and answers."""
+    pairs = [[pair.prompt, pair.answer] for pair in request.locality]
+    return hashlib.sha256(json.dumps(pairs).encode()).hexdigest()
 
 
 # --- the one forward pass per batch ------------------------------------------------------------
@@ -185,20 +196,22 @@ def _check_unique(requests: Sequence[EditRequest]) -> None:
 
 def compute_pre_edit(handle: ModelHandle, requests: Sequence[EditRequest], batch_size: int = 16,
                      *, padding_side: str = "right") -> PreEditState:
-    """The unedited model's argmax tokens on every locality prompt + answer. Call before any edit."""
-    _check_unique(requests)
+    """The unedited model's argmax tokens on every locality prompt + answer. Call before any edit.
+    Requests of several data sets may share case ids: the state is keyed by locality content."""
     items = _items(requests, ("locality",), "first")
-    tokens: dict[str, list[tuple[int, ...]]] = {r.case_id: [] for r in requests}
+    per_request: list[list[tuple[int, ...]]] = [[] for _ in requests]
     results = _argmax_at_answers(handle, items, batch_size, padding_side)
     for item, (predicted, _) in zip(items, results):
-        tokens[requests[item.request].case_id].append(tuple(predicted.tolist()))
+        per_request[item.request].append(tuple(predicted.tolist()))
+    # requests with the same locality pairs get the same predictions, so either may fill the entry
+    tokens = {locality_key(r): predicted for r, predicted in zip(requests, per_request)}
     return PreEditState(handle.fingerprint, {k: tuple(v) for k, v in tokens.items()})
 
 
 # --- scoring --------------------------------------------------------------------------------------
 
 def _reference(pre: PreEditState, request: EditRequest, group: int) -> torch.Tensor:
-    reference = pre.tokens.get(request.case_id)
+    reference = pre.tokens.get(locality_key(request))
     if reference is None or len(reference) != len(request.locality):
         raise GoldenLayersError(
             f"the pre-edit state has no locality predictions for case {request.case_id!r} "
