@@ -111,12 +111,13 @@ def run_locators(handle: ModelHandle, plans: Sequence[DatasetPlan], settings: St
 
 def store_products(handle: ModelHandle, plan: DatasetPlan, settings: StudySettings,
                    folder: ResultsFolder, done: set) -> None:
-    """LGA's gradient products of every (weights, old answer) on the proxy requests and on the pool,
-    so that every reading of LGA (``locate.readings``) is computed later without the model."""
+    """LGA's gradient products of every (weights, old answer) on the proxy, test and pool requests,
+    so that every reading of LGA (``locate.readings``) is computed later without the model, and a
+    replay can draw search sets from any of a data set's edited requests (``study.replay``)."""
     from goldenlayers.locate import LocateError, compute_products
     from goldenlayers.locate.readings import OLD_ANSWERS
 
-    for split_name, requests in (("proxy", plan.proxy), ("pool", plan.pool)):
+    for split_name, requests in (("proxy", plan.proxy), ("test", plan.test), ("pool", plan.pool)):
         key = (handle.name, plan.name, split_name, PRODUCTS, settings.seed)
         if not requests or key in done:
             continue
