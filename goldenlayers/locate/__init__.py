@@ -10,7 +10,7 @@ LGA's readings (``readings``) recompute a golden layer from stored gradient prod
 """
 
 # Importing the method modules registers their locators.
-from goldenlayers.locate import brute_force, causal_tracing, lga  # noqa: F401
+from goldenlayers.locate import brute_force, causal_tracing, lga, staged  # noqa: F401
 from goldenlayers.locate.base import (LOCATORS, LayerScores, LayerStability, LocateError, Locator,
                                       get_locator)
 from goldenlayers.locate.brute_force import BruteForceSettings

@@ -71,6 +71,7 @@ class LayerScores:
     notes: list[str] = field(default_factory=list)
     stability: LayerStability | None = None
     reading: str | None = None
+    trials: Any = None  # the staged locate's TrialSummary (locate/staged.py); None elsewhere
 
     @property
     def num_layers(self) -> int:
@@ -92,6 +93,10 @@ class LayerScores:
         fields = {key: value for key, value in data.items() if key in names}
         if isinstance(fields.get("stability"), dict):
             fields["stability"] = LayerStability.from_dict(fields["stability"])
+        if isinstance(fields.get("trials"), dict):
+            from goldenlayers.locate.staged import TrialSummary  # the one locator that has them
+
+            fields["trials"] = TrialSummary.from_dict(fields["trials"])
         return cls(**fields)
 
 
