@@ -119,3 +119,16 @@ def test_replay_reads_a_study_folder(tmp_path):
     with pytest.raises(GoldenLayersError, match="products are not stored"):
         replay(grid, [Strategy("lga")], draws=2, search_size=2)
     assert TRIAL_METRICS == ("rewrite_accuracy", "overall")
+
+
+def test_a_regret_interval_re_picks_the_best_layer_in_each_resample():
+    from goldenlayers.evaluate import regret_interval
+
+    # two layers tie on average; whichever is picked, some resamples favour the other
+    matrix = np.array([[1.0, 0.0], [0.0, 1.0]] * 10)
+    interval = regret_interval(matrix, 0)
+    assert interval.mean == 0.0 and interval.low == 0.0 and interval.high > 0.1
+    # a clearly best layer: its regret interval is zero-width, and the other's excludes zero
+    clear = np.array([[1.0, 0.0]] * 8 + [[1.0, 0.5]] * 8)
+    assert regret_interval(clear, 0).high == 0.0
+    assert regret_interval(clear, 1).mean == pytest.approx(0.75) and regret_interval(clear, 1).low > 0.5

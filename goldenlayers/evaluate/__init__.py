@@ -10,13 +10,13 @@ from goldenlayers.evaluate.metrics import (ALIAS_RULES, DEFAULT_METRICS, HIGHER_
 from goldenlayers.evaluate.overall import NORMALISATIONS, OverallScores, min_max, overall_score
 from goldenlayers.evaluate.statistics import (Interval, PairedComparison, TTestResult,
                                               bootstrap_interval, minimum_detectable_difference,
-                                              paired_comparison, t_test)
+                                              paired_comparison, regret_interval, t_test)
 
 __all__ = [
     "ALIAS_RULES", "DEFAULT_METRICS", "FLUENCY_PROCEDURES", "HIGHER_IS_BETTER", "Interval", "LOWER_IS_BETTER",
     "OVERALL", "PairedComparison", "TEACHER_FORCED", "bootstrap_interval", "higher_is_better",
     "minimum_detectable_difference", "paired_comparison", "METRICS", "NORMALISATIONS", "Evaluation",
     "OverallScores", "PreEditState", "RequestMetrics", "TTestResult", "compute_pre_edit", "evaluate",
-    "min_max", "n_gram_entropy", "overall_score", "supports", "t_test", "token_accuracy",
+    "min_max", "n_gram_entropy", "overall_score", "regret_interval", "supports", "t_test", "token_accuracy",
     "word_tokens",
 ]

@@ -117,6 +117,26 @@ def bootstrap_interval(values: Sequence[float], confidence: float = 0.95, resamp
     return Interval(mean, float(low), float(high), int(array.size), confidence)
 
 
+def regret_interval(matrix: np.ndarray | Sequence[Sequence[float]], column: int,
+                    confidence: float = 0.95, resamples: int = 2000, seed: int = 0) -> Interval:
+    """Regret of ``column`` in a (requests, layers) matrix oriented higher-is-better: the best
+    column's mean minus ``column``'s, with a percentile bootstrap interval in which the best
+    column is re-picked in every resample of the requests (holding it fixed would read a
+    selected layer's luck as a measured zero). Rows with a NaN are left out."""
+    array = np.asarray(matrix, dtype=np.float64)
+    array = array[~np.isnan(array).any(axis=1)]
+    if len(array) == 0:
+        return Interval(math.nan, math.nan, math.nan, 0, confidence)
+    means = array.mean(axis=0)
+    point = float(means.max() - means[column])
+    draws = np.random.default_rng(seed).integers(0, len(array), size=(resamples, len(array)))
+    resampled = array[draws].mean(axis=1)  # (resamples, layers)
+    regrets = resampled.max(axis=1) - resampled[:, column]
+    tail = (1 - confidence) / 2
+    low, high = np.quantile(regrets, [tail, 1 - tail])
+    return Interval(point, float(low), float(high), len(array), confidence)
+
+
 def minimum_detectable_difference(n: int, sd: float, alpha: float = 0.05,
                                   power: float = 0.8) -> float:
     """The smallest mean difference a two-sided paired t-test of ``n`` pairs whose differences
