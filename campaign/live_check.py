@@ -82,15 +82,19 @@ def main() -> None:
     parser.add_argument("--data", required=True)
     parser.add_argument("--results", type=Path, default=Path("results"))
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--evaluate-only", action="store_true",
+                        help="only brute-force the evaluation requests (resumable)")
     arguments = parser.parse_args()
     handle = load_model(arguments.model, device=arguments.device)
     fresh = unused_requests(arguments.results, handle.name, arguments.data)
     search, evaluation = fresh[:SEARCH], fresh[SEARCH: SEARCH + EVALUATION]
     out = arguments.results / "live" / handle.name
     out.mkdir(parents=True, exist_ok=True)
+    scores = brute_force(handle, evaluation, ResultsFolder(out), arguments.data)
+    if arguments.evaluate_only:
+        return
     staged = get_locator("staged", dataset=arguments.data).locate(handle, search)
     lga = get_locator("lga").locate(handle, search)
-    scores = brute_force(handle, evaluation, ResultsFolder(out), arguments.data)
     picks = {"staged": staged.golden_layer, "lga": lga.golden_layer, "copied": COPIED_LAYER}
     atomic_write_json(out / f"{arguments.data}.summary.json", {
         "model": handle.name, "dataset": arguments.data, "search_requests": len(search),
