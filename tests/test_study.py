@@ -228,9 +228,13 @@ def test_tiny_study_produces_every_table_and_figure(local_run):
     assert run.done_before == 0 and run.done_now == run.planned
     files = write_report(run_dir, min_test_requests=2)
     results = files.results
-    # 2 data sets x (1 proxy + 2 test requests) x 4 layers; then LGA, CMA and products per data set.
+    # 2 data sets x (1 proxy + 2 test requests) x 4 layers; then per data set LGA, CMA and the
+    # gradient products of the proxy and of the test requests (the replay draws from both).
     assert run.planned == 2 * (1 + 2) * 4
-    assert len(ResultsFolder(run_dir).locate_rows()) == 2 * 3
+    rows = ResultsFolder(run_dir).locate_rows()
+    assert len(rows) == 2 * 4
+    assert {(r.dataset, r.split) for r in rows if r.method == "lga-products"} == {
+        (d, s) for d in ("counterfact", "zsre") for s in ("proxy", "test")}
     assert set(results.test) == {"counterfact", "zsre"} and results.test["zsre"].layers == (0, 1, 2, 3)
     assert "portability" in results.test["zsre"].metrics  # each data set keeps its own metrics
     assert "portability" not in results.test["counterfact"].metrics
