@@ -102,6 +102,20 @@ def test_replay_regret_is_the_best_left_out_mean_minus_the_pick():
         search_draws(6, 6, 5)
 
 
+def test_replay_reads_lga_from_the_search_requests_that_have_products():
+    # request 0 has no products (LGA skipped it: no old answer); the others point at layer 2, so
+    # LGA picks layer 2 on every draw, with or without request 0 in the search set
+    rewrite = np.array([[0.0, 1.0, 0.5]] * 6)
+    scores = np.stack([rewrite, rewrite], axis=-1)
+    similarity = np.array([[np.nan] * 3] + [[0.0, 0.1, 0.9]] * 5)
+    grid = ReplayGrid("m x d", tuple(map(str, range(6))), scores, similarity)
+    (lga,) = replay(grid, [Strategy("lga")], draws=20, search_size=2)
+    assert set(lga.layers) == {2}
+    only_skipped = ReplayGrid("m x d", grid.case_ids, scores, np.full((6, 3), np.nan))
+    with pytest.raises(GoldenLayersError, match="no request of a search set has LGA's products"):
+        replay(only_skipped, [Strategy("lga")], draws=2, search_size=2)
+
+
 def test_replay_reads_a_study_folder(tmp_path):
     rows = []
     for split, cases in (("proxy", ["a", "b"]), ("test", ["c", "d"])):

@@ -28,7 +28,8 @@ SPLITS = ("proxy", "test")  # the splits edited at every layer
 @dataclass(frozen=True, eq=False)
 class ReplayGrid:
     """One (model, data set) pair: every request's scores at every layer, and LGA's per-request
-    similarity under one reading where the products were stored (else None)."""
+    similarity under one reading where the products were stored (else None; NaN rows for the
+    requests LGA skipped)."""
 
     name: str  # "model x data set"
     case_ids: tuple[str, ...]
@@ -48,7 +49,7 @@ class ReplayGrid:
 def load_replay_grid(run_dir: str | Path, dataset: str, editor: str = "r-rome",
                      reading: LGAReading = DEFAULT_READING) -> ReplayGrid:
     """The proxy and test requests of ``dataset`` in a study folder that were edited at every
-    layer by ``editor``, with LGA's similarity where products exist for all of them."""
+    layer by ``editor``, with LGA's similarity where products were stored."""
     folder = ResultsFolder(run_dir)
     grids = build_grids(row for row in folder.cells() if row.key.dataset == dataset)
     parts = [grids[key] for split in SPLITS if (key := (dataset, split, editor)) in grids]
@@ -87,9 +88,12 @@ def _aligned(products: Sequence[GradientProducts], case_ids: Sequence[str],
     for part in products:
         matrix = similarity_matrix(part, reading.similarity)
         rows.update(zip(part.request_ids, matrix))
-    if any(case not in rows for case in case_ids):
-        return None  # a request without products: LGA cannot be replayed on every draw
-    return np.stack([rows[case] for case in case_ids])
+    if not rows:
+        return None
+    # LGA skips a request whose old answer it cannot find (live too); its row stays NaN and the
+    # replay reads LGA from the search set's other requests, as locate would.
+    missing = np.full(next(iter(rows.values())).shape, np.nan)
+    return np.stack([rows.get(case, missing) for case in case_ids])
 
 
 @dataclass(frozen=True, eq=False)
@@ -123,6 +127,17 @@ class Outcome:
         return {int(layers[i]): float(counts[i] / len(self.layers)) for i in order}
 
 
+def lga_ranking(grid: ReplayGrid, search: np.ndarray) -> list[int]:
+    """LGA's ranking of the layers from the search set's requests that have products."""
+    if grid.similarity is None:
+        return []
+    similarity = grid.similarity[search]
+    similarity = similarity[np.isfinite(similarity).all(axis=1)]
+    if len(similarity) == 0:
+        raise GoldenLayersError(f"{grid.name}: no request of a search set has LGA's products")
+    return read_similarity(similarity, grid.reading).ranking
+
+
 def search_draws(num_requests: int, search_size: int, count: int, seed: int = 0) -> np.ndarray:
     """(count, num_requests) seeded permutations: the first ``search_size`` of each row are the
     search set (in the order trials take them), the rest the requests that score the choice."""
@@ -137,8 +152,8 @@ def replay(grid: ReplayGrid, strategies: Sequence[Strategy], draws: int = 1000,
            search_size: int = 20, seed: int = 0) -> list[Outcome]:
     """Every strategy on the same ``draws`` search sets of ``search_size`` requests."""
     if any(s.uses_lga for s in strategies) and grid.similarity is None:
-        raise GoldenLayersError(f"{grid.name}: LGA's products are not stored for every request "
-                                "edited at every layer; replay without the LGA strategies")
+        raise GoldenLayersError(f"{grid.name}: LGA's products are not stored; replay without "
+                                "the LGA strategies")
     permutations = search_draws(grid.num_requests, search_size, draws, seed)
     picks = np.zeros((len(strategies), draws), dtype=int)
     edits = np.zeros((len(strategies), draws), dtype=int)
@@ -148,8 +163,7 @@ def replay(grid: ReplayGrid, strategies: Sequence[Strategy], draws: int = 1000,
         search, held = permutation[:search_size], permutation[search_size:]
         scores = grid.scores[search]
         trial = lambda cells, scores=scores: np.array([scores[r, l] for r, l in cells])  # noqa: E731
-        ranking = (read_similarity(grid.similarity[search], grid.reading).ranking
-                   if grid.similarity is not None else [])
+        ranking = lga_ranking(grid, search)
         means = grid.scores[held].mean(axis=0)  # (L, M) on the requests left out
         best = means.max(axis=0)
         for s, strategy in enumerate(strategies):
