@@ -161,7 +161,7 @@ def wanted_manifest(settings: StudySettings, handle: ModelHandle,
                     plans: Sequence[DatasetPlan]) -> dict[str, object]:
     layers = settings.resolve_layers(handle.num_layers)
     # The resolved config, not just the overrides: a changed default is a changed editor too.
-    config = get_editor(settings.editor, **settings.editor_overrides).config_for(handle).to_dict()
+    config = get_editor(settings.editor, **settings.editor_overrides).config_record(handle)
     return {"format": FORMAT, "model": handle.name, "model_fingerprint": handle.fingerprint,
             "num_layers": handle.num_layers, "fixed": settings.fixed(),
             "editors": {settings.editor: {"overrides": dict(settings.editor_overrides),
