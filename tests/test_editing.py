@@ -211,14 +211,14 @@ def test_compute_is_pure_and_single_step_edits_copy_nothing(tiny_llama, editor_n
     """compute leaves every weight as it was; one step (one request, or a one-layer window) is
     computed without touching the weights, so without a snapshot; several steps (requests in
     sequence, a window of layers) run inside one snapshot."""
-    from goldenlayers.editing import base
+    from goldenlayers.editing import restore
 
     monkeypatch.setenv("GOLDENLAYERS_CACHE", str(tmp_path))
     editor = get_editor(editor_name, cache=cache, mom2_n_samples=20, **FEW_STEPS)
     saved = weights(tiny_llama)
     snapshots = []
-    original = base.snapshot
-    monkeypatch.setattr(base, "snapshot", lambda *args: snapshots.append(args) or original(*args))
+    original = restore.snapshot  # compute's several steps run in restore.preserved
+    monkeypatch.setattr(restore, "snapshot", lambda *args: snapshots.append(args) or original(*args))
     single = editor.step_count(tiny_llama, [REQUEST], 2) == 1
     result = editor.compute(tiny_llama, [REQUEST], 2)
     assert result.updates and len(snapshots) == (0 if single else 1)

@@ -35,7 +35,7 @@ from goldenlayers.editing.config import EditConfig, config_record, resolve
 from goldenlayers.editing.covariance import second_moments
 from goldenlayers.editing.errors import EditError
 from goldenlayers.editing.profiles import check_profile, model_family
-from goldenlayers.editing.restore import restore, snapshot
+from goldenlayers.editing.restore import preserved, restore, snapshot
 from goldenlayers.editing.values import ValueResult
 from goldenlayers.errors import GoldenLayersError
 from goldenlayers.models.handle import ModelHandle
@@ -202,11 +202,8 @@ class Editor(ABC):
         runs inside one snapshot that is restored after."""
         if self.step_count(handle, list(requests), layer) == 1:
             return self._run(handle, requests, layer, keep=False)
-        saved = snapshot(handle, self.layers_for(handle, layer))
-        try:
+        with preserved(handle, self.layers_for(handle, layer)):
             return self._run(handle, requests, layer, keep=False)
-        finally:
-            restore(handle, saved)
 
     @contextmanager
     def edited(self, handle: ModelHandle, requests: Sequence[EditRequest], layer: int, *,
@@ -217,11 +214,8 @@ class Editor(ABC):
         promise: they have not changed since)."""
         if prepared is not None and len(requests) != 1:
             raise ValueError("a prepared value is for an edit of one request alone")
-        saved = snapshot(handle, self.layers_for(handle, layer))
-        try:
+        with preserved(handle, self.layers_for(handle, layer)):
             yield self._run(handle, requests, layer, keep=True, prepared=prepared)
-        finally:
-            restore(handle, saved)
 
     def _run(self, handle: ModelHandle, requests: Sequence[EditRequest], layer: int, *,
              keep: bool, prepared: Prepared = None) -> EditResult:

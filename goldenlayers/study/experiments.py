@@ -115,7 +115,7 @@ def store_products(handle: ModelHandle, plan: DatasetPlan, settings: StudySettin
     so that every reading of LGA (``locate.readings``) is computed later without the model, and a
     replay can draw search sets from any of a data set's edited requests (``study.replay``)."""
     from goldenlayers.locate import LocateError, compute_products
-    from goldenlayers.locate.readings import OLD_ANSWERS
+    from goldenlayers.locate.answers import OLD_ANSWER_SOURCES
 
     for split_name, requests in (("proxy", plan.proxy), ("test", plan.test), ("pool", plan.pool)):
         key = (handle.name, plan.name, split_name, PRODUCTS, settings.seed)
@@ -124,7 +124,7 @@ def store_products(handle: ModelHandle, plan: DatasetPlan, settings: StudySettin
         log.info("LGA gradient products on %s %s (%d requests)", plan.name, split_name, len(requests))
         start = time.perf_counter()
         products, notes = [], []
-        for source in OLD_ANSWERS:  # a source with no usable old answer is noted, not fatal
+        for source in OLD_ANSWER_SOURCES:  # a source with no usable old answer is noted, not fatal
             try:
                 products += compute_products(handle, list(requests), old_answers=(source,))
             except LocateError as error:
