@@ -165,7 +165,7 @@ def study(
                              test_size=test_size or None, proxy_size=proxy_size or None, seed=seed,
                              layers=layers, dtype=dtype, metrics=metrics,
                              fluency_size=fluency_size, pool_size=pool_size,
-                             editor_overrides=_with_profile(profile, editor_settings))
+                             editor_overrides=_editor_keywords(profile, editor_settings))
     run = run_study(settings, out, executor=executor, device=device, workers=workers,
                     ray_address=ray_address, requests_per_batch=batch_requests)
     from goldenlayers.report.tables import MIN_TEST_REQUESTS
@@ -279,7 +279,7 @@ def locate(
     settings = locator_settings(method, top_k=top_k, seed=seed, editor=editor, layers=layers,
                                 dataset=dataset.name, **reading)
     if method == "brute-force" and profile != "default":
-        settings["editor_overrides"] = dict(item.split("=", 1) for item in _with_profile(profile, []))
+        settings["editor_overrides"] = _editor_keywords(profile, [])
     scores = get_locator(method, **settings).locate(handle, parts.proxy)
     console.print(layer_table(scores, f"{method} on {handle.name}, {len(parts.proxy)} "
                                       f"{dataset.name} requests"))
@@ -322,14 +322,15 @@ def locate(
         console.print(f"no plot written: {method} has no scores here")
 
 
-def _with_profile(profile: str, settings: list[str] | None) -> list[str]:
-    """The --set strings after the profile's name (a --set key still wins over the profile's
-    value; the editor resolves the profile's values for the model: editing/profiles.py)."""
-    from goldenlayers.editing.profiles import PROFILES
+def _editor_keywords(profile: str, settings: list[str] | None) -> dict[str, str]:
+    """``get_editor``'s keywords from --profile and the --set strings (a --set key wins over the
+    profile's value: the editor resolves the profile's row for the model, editing/profiles.py)."""
+    from goldenlayers.editing.profiles import check_profile
+    from goldenlayers.options import parse_assignments
 
-    if profile not in PROFILES:
-        raise GoldenLayersError(f"unknown --profile {profile!r}; profiles: {', '.join(PROFILES)}")
-    return [*([] if profile == "default" else [f"profile={profile}"]), *(settings or ())]
+    check_profile(profile)
+    return {**({} if profile == "default" else {"profile": profile}),
+            **parse_assignments(settings, "--set")}
 
 
 def parse_layer(text: str, handle, data: str | None = None) -> int:
@@ -401,7 +402,7 @@ def edit(
     """Edit facts at a layer (in sequence; EMMET and MEMIT as one batch) and check them."""
     from goldenlayers.app.edit_session import edit_and_check, save_model
     from goldenlayers.app.user_input import load_requests
-    from goldenlayers.editing import EDITORS, get_editor, save_patch
+    from goldenlayers.editing import get_editor, save_patch
     from goldenlayers.models import load_model
     from goldenlayers.models.tokens import check_fits_context
     from goldenlayers.safety import check_output_folder
@@ -410,11 +411,7 @@ def edit(
     if out:
         check_output_folder(out, overwrite=overwrite)
     requests = load_requests(data, prompt=prompt, subject=subject, target=target, n=n)
-    if editor.lower() not in EDITORS:
-        raise GoldenLayersError(f"unknown editor {editor!r}; available: {', '.join(sorted(EDITORS))}")
-    overrides = EDITORS[editor.lower()].config_class.from_overrides(
-        _with_profile(profile, settings))
-    chosen = get_editor(editor, **overrides)
+    chosen = get_editor(editor, **_editor_keywords(profile, settings))
     handle = load_model(model, device=device, dtype=dtype)
     check_fits_context(handle, requests)
     session = edit_and_check(handle, chosen, requests, parse_layer(layer, handle, data))

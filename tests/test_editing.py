@@ -13,7 +13,8 @@ from goldenlayers.editing import (EDITORS, ConfigError, EditCache, EditError, Ro
                                   get_editor)
 from goldenlayers.editing import covariance
 from goldenlayers.editing.batches import prepared_batch
-from goldenlayers.editing.config import EmmetConfig, resolve
+from goldenlayers.editing.config import EmmetConfig, RRomeConfig, resolve
+from goldenlayers.editing.profiles import model_family
 from goldenlayers.editing.keys import at_subject, mean_key, template_keys
 from goldenlayers.editing.templates import context_templates
 from goldenlayers.editing.updates import UpdateError, emmet_update, rank_one_update
@@ -210,14 +211,14 @@ def test_compute_is_pure_and_single_step_edits_copy_nothing(tiny_llama, editor_n
     """compute leaves every weight as it was; one step (one request, or a one-layer window) is
     computed without touching the weights, so without a snapshot; several steps (requests in
     sequence, a window of layers) run inside one snapshot."""
-    from goldenlayers.editing import base
+    from goldenlayers.editing import restore
 
     monkeypatch.setenv("GOLDENLAYERS_CACHE", str(tmp_path))
     editor = get_editor(editor_name, cache=cache, mom2_n_samples=20, **FEW_STEPS)
     saved = weights(tiny_llama)
     snapshots = []
-    original = base.snapshot
-    monkeypatch.setattr(base, "snapshot", lambda *args: snapshots.append(args) or original(*args))
+    original = restore.snapshot  # compute's several steps run in restore.preserved
+    monkeypatch.setattr(restore, "snapshot", lambda *args: snapshots.append(args) or original(*args))
     single = editor.step_count(tiny_llama, [REQUEST], 2) == 1
     result = editor.compute(tiny_llama, [REQUEST], 2)
     assert result.updates and len(snapshots) == (0 if single else 1)
@@ -308,7 +309,7 @@ def test_unknown_config_key_is_named():
 
 
 def test_r_rome_key_options_are_exclusive_and_default_as_the_reference():
-    config = get_editor("r-rome").config
+    config = RRomeConfig()
     assert (config.enable_prompt_keys, config.enable_random_prefix_keys) == (False, True)
     with pytest.raises(ConfigError, match="exactly one of enable_prompt_keys"):
         get_editor("r-rome", enable_prompt_keys=True)
@@ -322,18 +323,22 @@ def test_overrides_from_strings_are_typed_and_validated():
         RomeConfig.from_overrides(["v_num_grad_steps=many"])
     with pytest.raises(ConfigError, match="v_lr must be positive"):
         RomeConfig(v_lr=0.0)
-    with pytest.raises(ConfigError, match="key=value"):
+    with pytest.raises(ConfigError, match="'v_lr' is not key=value"):
         RomeConfig.from_overrides(["v_lr"])
 
 
-def test_defaults_follow_architecture_then_model_then_overrides():
-    gpt2 = resolve(RomeConfig, "rome", "gpt2", "tiny-gpt2", {})
-    llama = resolve(RomeConfig, "rome", "llama", "tiny-llama", {})
-    assert (gpt2.v_num_grad_steps, gpt2.v_weight_decay) == (20, 0.5)  # EasyEdit gpt2-xl
-    assert (llama.v_num_grad_steps, llama.v_weight_decay) == (25, 1e-3)  # EasyEdit llama-2-7b
-    assert resolve(RomeConfig, "rome", "llama", "tiny-llama", {"v_num_grad_steps": 3}).v_num_grad_steps == 3
-    memit = resolve(EmmetConfig, "emmet", "gpt2", "gpt2-xl", {})
-    assert (memit.clamp_norm_factor, memit.mom2_update_weight, memit.emmet_lambda) == (0.75, 10_000.0, 0.1)
+def test_defaults_follow_the_models_family_then_overrides(tiny_gpt2, tiny_llama):
+    gpt2, llama = (get_editor("rome").config_for(handle) for handle in (tiny_gpt2, tiny_llama))
+    assert (gpt2.v_num_grad_steps, gpt2.v_weight_decay) == (20, 0.5)  # as EasyEdit's gpt2-xl
+    assert (llama.v_num_grad_steps, llama.v_weight_decay) == (25, 1e-3)  # as EasyEdit's llama-7b
+    assert get_editor("rome", v_num_grad_steps=3).config_for(tiny_llama).v_num_grad_steps == 3
+    assert (model_family("llama", "smollm2-135m"), model_family("gemma3-multimodal")) == ("smollm2", "gemma")
+    smollm2 = resolve(RRomeConfig, "r-rome", "default", "smollm2", {})
+    assert (smollm2.v_num_grad_steps, smollm2.v_lr) == (15, 1.0)  # tuned on SmolLM2 (profiles.py)
+    emmet = resolve(EmmetConfig, "emmet", "default", "gpt2", {})
+    assert (emmet.clamp_norm_factor, emmet.mom2_update_weight, emmet.emmet_lambda) == (0.75, 10_000.0, 0.1)
+    with pytest.raises(ConfigError, match="no editor defaults for architecture 'mamba'"):
+        model_family("mamba")
 
 
 # --- context templates and covariance -------------------------------------------------------------

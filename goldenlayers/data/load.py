@@ -23,6 +23,7 @@ from goldenlayers.errors import InputError
 
 log = logging.getLogger(__name__)
 
+# Every metric a request can be scored on, in canonical order (evaluate.metrics computes them).
 METRICS = ("rewrite_accuracy", "rephrase_accuracy", "locality", "portability", "fluency")
 BUNDLED = ("counterfact", "zsre", "wikibio", "wikicounterfact", "wikirecent")
 JSON_LINES_SUFFIXES = (".jsonl", ".ndjson")

@@ -31,10 +31,11 @@ import torch
 
 from goldenlayers.data.records import EditRequest
 from goldenlayers.editing.cache import EditCache
-from goldenlayers.editing.config import EditConfig, resolve
+from goldenlayers.editing.config import EditConfig, config_record, resolve
 from goldenlayers.editing.covariance import second_moments
 from goldenlayers.editing.errors import EditError
-from goldenlayers.editing.restore import restore, snapshot
+from goldenlayers.editing.profiles import check_profile, model_family
+from goldenlayers.editing.restore import preserved, restore, snapshot
 from goldenlayers.editing.values import ValueResult
 from goldenlayers.errors import GoldenLayersError
 from goldenlayers.models.handle import ModelHandle
@@ -125,25 +126,33 @@ def merge_updates(updates: Sequence[LayerUpdate]) -> tuple[LayerUpdate, ...]:
 
 
 class Editor(ABC):
-    """A knowledge editor. Hyperparameters: ``config_class`` fields, overridable per instance."""
+    """A knowledge editor. Hyperparameters: ``config_class`` fields, from the defaults table under
+    ``profile`` (profiles.py) for the model's family, then ``overrides``."""
 
     name: ClassVar[str]
-    family: ClassVar[str]  # the key of config.ARCHITECTURE_DEFAULTS / MODEL_DEFAULTS
     config_class: ClassVar[type[EditConfig]]
 
-    def __init__(self, cache: EditCache | None = None, **overrides: Any) -> None:
+    def __init__(self, profile: str = "default", cache: EditCache | None = None,
+                 **overrides: Any) -> None:
+        self.profile = check_profile(profile)
         self.overrides = self.config_class.from_overrides(overrides)
-        self.config = self.config_class.from_dict(self.overrides)  # validates now
+        self.config_class.from_dict(self.overrides)  # refuse a bad combination before any work
         self.cache = cache if cache is not None else EditCache()
         self._resolved: dict[tuple[str, str], EditConfig] = {}
 
     def config_for(self, handle: ModelHandle) -> EditConfig:
-        """Defaults for this model's architecture and name, then this editor's overrides."""
+        """The resolved config on this model (the one place it lives): the table's row for the
+        profile, the model's family and this editor, then this editor's overrides."""
         key = (handle.fingerprint, handle.name)
         if key not in self._resolved:
-            self._resolved[key] = resolve(self.config_class, self.family, handle.adapter.name,
-                                          handle.name, self.overrides, editor=self.name)
+            family = model_family(handle.adapter.name, handle.name)
+            self._resolved[key] = resolve(self.config_class, self.name, self.profile, family,
+                                          self.overrides)
         return self._resolved[key]
+
+    def config_record(self, handle: ModelHandle) -> dict[str, Any]:
+        """The resolved config with its profile, as results store it (config.config_record)."""
+        return config_record(self.config_for(handle), self.profile)
 
     def layers_for(self, handle: ModelHandle, layer: int) -> tuple[int, ...]:
         """The layers whose edit matrices this editor changes when asked to edit at ``layer``."""
@@ -193,11 +202,8 @@ class Editor(ABC):
         runs inside one snapshot that is restored after."""
         if self.step_count(handle, list(requests), layer) == 1:
             return self._run(handle, requests, layer, keep=False)
-        saved = snapshot(handle, self.layers_for(handle, layer))
-        try:
+        with preserved(handle, self.layers_for(handle, layer)):
             return self._run(handle, requests, layer, keep=False)
-        finally:
-            restore(handle, saved)
 
     @contextmanager
     def edited(self, handle: ModelHandle, requests: Sequence[EditRequest], layer: int, *,
@@ -208,11 +214,8 @@ class Editor(ABC):
         promise: they have not changed since)."""
         if prepared is not None and len(requests) != 1:
             raise ValueError("a prepared value is for an edit of one request alone")
-        saved = snapshot(handle, self.layers_for(handle, layer))
-        try:
+        with preserved(handle, self.layers_for(handle, layer)):
             yield self._run(handle, requests, layer, keep=True, prepared=prepared)
-        finally:
-            restore(handle, saved)
 
     def _run(self, handle: ModelHandle, requests: Sequence[EditRequest], layer: int, *,
              keep: bool, prepared: Prepared = None) -> EditResult:
@@ -239,7 +242,8 @@ class Editor(ABC):
         return EditResult(editor=self.name, layers=self.layers_for(handle, layer),
                           updates=merge_updates(updates), edits=tuple(edits),
                           seconds=time.perf_counter() - start, model_name=handle.name,
-                          model_fingerprint=handle.fingerprint, config=config.to_dict())
+                          model_fingerprint=handle.fingerprint,
+                          config=config_record(config, self.profile))
 
     @abstractmethod
     def step_count(self, handle: ModelHandle, requests: list[EditRequest], layer: int) -> int:
@@ -264,9 +268,17 @@ def register(cls: type[Editor]) -> type[Editor]:
     return cls
 
 
-def get_editor(name: str, cache: EditCache | None = None, **overrides: Any) -> Editor:
-    """An editor by name ('rome', 'r-rome', 'emmet', 'memit') with hyperparameter overrides."""
+def get_editor(name: str, profile: str = "default", cache: EditCache | None = None,
+               **overrides: Any) -> Editor:
+    """An editor by name ('rome', 'r-rome', 'emmet', 'memit'), its defaults from ``profile``
+    ("default" or "easyedit", profiles.py), with hyperparameter overrides (typed values or
+    strings); an unknown key is refused, named."""
+    return editor_class(name)(profile=profile, cache=cache, **overrides)
+
+
+def editor_class(name: str) -> type[Editor]:
+    """The registered editor class of ``name`` ('R_ROME' and 'r-rome' alike)."""
     key = name.lower().replace("_", "-")
     if key not in EDITORS:
         raise GoldenLayersError(f"unknown editor {name!r}; available: {', '.join(sorted(EDITORS))}")
-    return EDITORS[key](cache=cache, **overrides)
+    return EDITORS[key]

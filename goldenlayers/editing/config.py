@@ -1,13 +1,15 @@
-"""Typed hyperparameters of the editors, with defaults per architecture and per paper model.
+"""Typed hyperparameters of the editors, and how an editor's config is resolved.
 
 Names follow EasyEdit's hparams files, so a value can be compared with theirs at a glance. The
-effective configuration of an edit is resolved in this order, later winning:
+effective configuration of an edit is resolved in this order, later winning (``resolve``):
 
-    the dataclass defaults  <  ARCHITECTURE_DEFAULTS[adapter]  <  MODEL_DEFAULTS[model]
-        <  the profile named by the ``profile`` override (profiles.py)  <  the other overrides
+    the config class's defaults  <  the table's row for (profile, model family, editor)
+        (profiles.py)  <  the overrides given to ``get_editor``
 
 Every config validates on construction; an unknown key is an error that names it and lists the
-valid ones. ``from_overrides`` turns command-line ``key=value`` strings into typed values.
+valid ones. ``from_overrides`` turns command-line ``key=value`` strings into typed values. The
+profile is not a config field: it is ``get_editor``'s argument. Stored configs (study.json, patches,
+``--json``) carry it beside the fields as ``"profile"`` (``config_record`` / ``read_config_record``).
 """
 
 from __future__ import annotations
@@ -17,17 +19,14 @@ import math
 from dataclasses import dataclass, fields
 from typing import Any, ClassVar
 
-from goldenlayers.editing.profiles import PROFILES, ProfileError, profile_overrides
-from goldenlayers.errors import GoldenLayersError
-
-
-class ConfigError(GoldenLayersError):
-    pass
+from goldenlayers.editing.profiles import check_profile, table_values
+from goldenlayers.editing.errors import ConfigError
+from goldenlayers.options import check_known_keys, parse_assignments
 
 
 @dataclass(frozen=True)
 class EditConfig:
-    """What every ROME-family editor shares: context templates, the v* optimisation, statistics."""
+    """What every editor here shares: context templates, the v* optimisation, statistics."""
 
     # Context templates: the bare prompt plus this many prefixes sampled from the model.
     n_context_templates: int = 5
@@ -43,8 +42,6 @@ class EditConfig:
     kl_prompt: str = "{} is a"
     kl_position: str = "subject_last"  # ROME's code; "prompt_last" = the token after "is a"
     fast: bool = True  # reuse the lower layers and prefix columns; vocabulary head only where needed
-    # The named set of values resolved before the overrides (profiles.py): "default" or "easyedit".
-    profile: str = "default"
     # Second-moment statistics of the keys (covariance.py). As ROME's and EasyEdit's
     # mom2_n_samples, the sample size counts texts (corpus records), not tokens; each text is cut
     # to mom2_text_tokens tokens, a cap for memory (EasyEdit: the model's context length).
@@ -70,8 +67,6 @@ class EditConfig:
         if self.kl_position not in self.KL_POSITIONS:
             raise ConfigError(f"kl_position must be one of {', '.join(self.KL_POSITIONS)}, "
                               f"got {self.kl_position!r}")
-        if self.profile not in PROFILES:
-            raise ConfigError(f"profile must be one of {', '.join(PROFILES)}, got {self.profile!r}")
         if self.kl_prompt.count("{}") != 1:
             raise ConfigError(f"kl_prompt must contain '{{}}' once for the subject, got {self.kl_prompt!r}")
 
@@ -83,10 +78,7 @@ class EditConfig:
 
     @classmethod
     def check_keys(cls, values: dict[str, Any]) -> None:
-        unknown = [key for key in values if key not in cls.keys()]
-        if unknown:
-            raise ConfigError(f"unknown {cls.__name__} key {unknown[0]!r}; valid keys: "
-                              f"{', '.join(cls.keys())}")
+        check_known_keys(values, cls.keys(), f"{cls.__name__} key", ConfigError)
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> EditConfig:
@@ -96,8 +88,7 @@ class EditConfig:
     @classmethod
     def from_overrides(cls, overrides: dict[str, str] | list[str]) -> dict[str, Any]:
         """Typed values from ``{"v_lr": "0.1"}`` or ``["v_lr=0.1"]`` (the CLI's ``--set``)."""
-        if not isinstance(overrides, dict):
-            overrides = dict(_split_assignment(item) for item in overrides)
+        overrides = parse_assignments(overrides, "editor setting", ConfigError)
         cls.check_keys(overrides)
         types = {f.name: f.type for f in fields(cls)}
         return {key: _parse(key, value, types[key]) for key, value in overrides.items()}
@@ -138,10 +129,10 @@ class EmmetConfig(EditConfig):
     """EMMET: a batch in one equality-constrained least-squares update per layer of its window."""
 
     clamp_norm_factor: float = 0.75
-    mom2_update_weight: float = 10_000.0  # C0 = this x E[k k^T] (docs/method.md, EMMET; EasyEdit's files say 1)
+    mom2_update_weight: float = 10_000.0  # C0 = this x E[k k^T] (docs/method.md, EMMET)
     update_norm_lambda: float = 0.0  # C0 += this x I (EasyEdit's update_norm_lambda)
     emmet_lambda: float = 0.1
-    window: int = 1  # edits layers (layer - window + 1) .. layer; EasyEdit's files list 5
+    window: int = 1  # edits layers (layer - window + 1) .. layer; as EasyEdit's files (one layer)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -170,74 +161,33 @@ class MemitConfig(EditConfig):
             raise ConfigError(f"window must be at least 1, got {self.window!r}")
 
 
-# --- defaults per architecture and per paper model ------------------------------------------------
-
-# EasyEdit's hparams for the paper's models (hparams/{ROME,R-ROME,EMMET,MEMIT}/{gpt2-xl,llama-7b}.yaml)
-# and docs/method.md ("Defaults"). Keys missing here keep the dataclass defaults. EMMET's
-# mom2_update_weight is 10000 (docs/method.md); EasyEdit's EMMET files say 1.
-_GPT2_XL = {
-    "rome": dict(v_num_grad_steps=20, v_lr=0.5, v_weight_decay=0.5, clamp_norm_factor=4.0,
-                 kl_factor=0.0625, mom2_adjustment=False),
-    "emmet": dict(v_num_grad_steps=20, v_lr=0.5, v_weight_decay=0.5, clamp_norm_factor=0.75,
-                  kl_factor=0.0625, mom2_update_weight=10_000.0, emmet_lambda=0.1),
-    "memit": dict(v_num_grad_steps=20, v_lr=0.5, v_weight_decay=0.5, clamp_norm_factor=0.75,
-                  kl_factor=0.0625, mom2_update_weight=20_000.0, window=5),
-}
-_LLAMA2_7B = {
-    "rome": dict(v_num_grad_steps=25, v_lr=0.5, v_weight_decay=1e-3, clamp_norm_factor=4.0,
-                 kl_factor=0.0625, mom2_adjustment=False),
-    "emmet": dict(v_num_grad_steps=25, v_lr=0.5, v_weight_decay=1e-3, clamp_norm_factor=4.0,
-                  kl_factor=0.0625, mom2_update_weight=10_000.0, emmet_lambda=0.1),
-    "memit": dict(v_num_grad_steps=25, v_lr=0.5, v_weight_decay=1e-3, clamp_norm_factor=4.0,
-                  kl_factor=0.0625, mom2_update_weight=15_000.0, window=5),
-}
-# Tuned on SmolLM2-135M (R-ROME, 8 CounterFact requests, layer 10): with the LLaMA values' lr 0.5
-# the loss needs ~20 of 25 steps to fall below 0.2; lr 1.0 gets there in ~10, and 15 steps edit
-# 8 of 8 (12 steps: 8 of 8 too, one with loss 0.7), in 40% less time.
-_SMOLLM2 = {family: dict(values, v_lr=1.0, v_num_grad_steps=15)
-            for family, values in _LLAMA2_7B.items()}
-
-# Keyed by editor family ("rome" also serves "r-rome").
-ARCHITECTURE_DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
-    "gpt2": _GPT2_XL,
-    "llama": _LLAMA2_7B,
-    "gemma": _LLAMA2_7B,
-    "gemma3-multimodal": _LLAMA2_7B,
-}
-MODEL_DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {
-    "gpt2-xl": _GPT2_XL,
-    "openai-community/gpt2-xl": _GPT2_XL,
-    "llama2-7b": _LLAMA2_7B,
-    "meta-llama/Llama-2-7b-hf": _LLAMA2_7B,
-    "smollm2-135m": _SMOLLM2,
-}
+# --- resolving and storing ---------------------------------------------------------------------
 
 
-def resolve(config_class: type[EditConfig], family: str, architecture: str | None,
-            model_name: str | None, overrides: dict[str, Any], editor: str | None = None) -> EditConfig:
-    """The effective config: class defaults < architecture < model < the profile named in
-    ``overrides`` (profiles.py, for ``editor``, default ``family``) < overrides (see module doc)."""
-    values: dict[str, Any] = {}
-    for table, key in ((ARCHITECTURE_DEFAULTS, architecture), (MODEL_DEFAULTS, model_name)):
-        values.update(table.get(key or "", {}).get(family, {}))
-    try:
-        values.update(profile_overrides(overrides.get("profile", "default"), editor or family,
-                                        architecture))
-    except ProfileError as error:
-        raise ConfigError(str(error)) from None
-    values = {k: v for k, v in values.items() if k in config_class.keys()}
+def resolve(config_class: type[EditConfig], editor: str, profile: str, family: str,
+            overrides: dict[str, Any]) -> EditConfig:
+    """The effective config of ``editor`` under ``profile`` on a model of ``family``: the table's
+    row (profiles.py) over the class defaults, then ``overrides`` (see the module doc)."""
+    values = table_values(profile, family, editor)
     values.update(overrides)
     return config_class.from_dict(values)
 
 
+def config_record(config: EditConfig, profile: str) -> dict[str, Any]:
+    """What study.json, patches and ``--json`` store: the config's fields and the profile."""
+    return {**config.to_dict(), "profile": profile}
+
+
+def read_config_record(config_class: type[EditConfig],
+                       record: dict[str, Any]) -> tuple[str, EditConfig]:
+    """(profile, config) from a stored record; its ``"profile"`` key is the profile ("default"
+    where absent), every other key a config field."""
+    values = dict(record)
+    profile = check_profile(str(values.pop("profile", "default")))
+    return profile, config_class.from_dict(values)
+
+
 # --- parsing --------------------------------------------------------------------------------------
-
-
-def _split_assignment(item: str) -> tuple[str, str]:
-    key, sep, value = item.partition("=")
-    if not sep or not key.strip():
-        raise ConfigError(f"expected key=value, got {item!r}")
-    return key.strip(), value.strip()
 
 
 def _parse(key: str, value: Any, annotation: str) -> Any:

@@ -29,7 +29,7 @@ from goldenlayers.editing.keys import as_float, compute_dtype
 from goldenlayers.models.handle import ModelHandle
 from goldenlayers.models.hooks import trace
 from goldenlayers.models.load import cache_dir
-from goldenlayers.models.tokens import pad_token_id
+from goldenlayers.models.tokens import pad_rows
 from goldenlayers.progress import track
 from goldenlayers.safety import atomic_path, safetensors_problem
 
@@ -208,7 +208,10 @@ def _one_pass(handle: ModelHandle, layers: list[int],
     base = handle.model.get_submodule(handle.adapter.base_model)
     span = f"layer {layers[0]}" if len(layers) == 1 else f"layers {layers[0]}-{layers[-1]}"
     for rows in track(batches, f"key statistics, {span}"):
-        input_ids, mask = _pad_right(rows, handle)
+        # labels and positions are not read: only the padded ids and the mask
+        padded = pad_rows(handle.tokenizer, rows, rows, [len(r) for r in rows], [-1] * len(rows))
+        input_ids = padded.input_ids.to(handle.device)
+        mask = padded.attention_mask.to(handle.device)
         real = mask.bool()
         with trace(modules, on_input=accumulate, stop_after=f"layer{layers[-1]}"):
             base(input_ids=input_ids, attention_mask=mask, use_cache=False)
@@ -217,18 +220,6 @@ def _one_pass(handle: ModelHandle, layers: list[int],
     # float64 models (the reference tests) keep C in float64; others store float32, half the size
     return {layer: SecondMoment((totals[f"layer{layer}"] / max(count, 1)).to(compute_dtype(handle)),
                                 count, n_texts) for layer in layers}
-
-
-def _pad_right(rows: list[list[int]], handle: ModelHandle) -> tuple[torch.Tensor, torch.Tensor]:
-    tokenizer = handle.tokenizer
-    pad_id = pad_token_id(tokenizer)
-    width = max(len(r) for r in rows)
-    input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(rows), width), dtype=torch.long)
-    for i, ids in enumerate(rows):
-        input_ids[i, : len(ids)] = torch.tensor(ids)
-        mask[i, : len(ids)] = 1
-    return input_ids.to(handle.device), mask.to(handle.device)
 
 
 def _save_atomically(path: Path, moment: SecondMoment, handle: ModelHandle, layer: int) -> None:

@@ -22,7 +22,6 @@ from goldenlayers.editing.window import WindowEditor
 @register
 class Emmet(WindowEditor):
     name = "emmet"
-    family = "emmet"
     config_class = EmmetConfig
 
     def layer_update(self, residuals: torch.Tensor, keys: torch.Tensor, moment: SecondMoment,

@@ -10,6 +10,10 @@ class EditError(GoldenLayersError):
     The weights are as they were before the edit started."""
 
 
+class ConfigError(GoldenLayersError):
+    """A hyperparameter, profile or stored config is invalid; names the key or the profile."""
+
+
 class PatchError(GoldenLayersError):
     """A patch file is unreadable, or made for another model."""
 

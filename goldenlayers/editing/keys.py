@@ -13,7 +13,7 @@ from torch import nn
 
 from goldenlayers.editing.batches import RequestBatch
 from goldenlayers.models.handle import ModelHandle
-from goldenlayers.models.hooks import trace
+from goldenlayers.models.hooks import hidden_of, trace
 from goldenlayers.models.unchanged import active_unchanged
 
 
@@ -51,8 +51,7 @@ def _at_subject_of(handle: ModelHandle, rb: RequestBatch, modules: dict[str, nn.
     found = {}
     for name in modules:
         captured = record.inputs[name] if inputs else record.outputs[name]
-        captured = captured[0] if isinstance(captured, tuple) else captured
-        found[name] = as_float(captured[index, rb.subject_positions[:rows]])
+        found[name] = as_float(hidden_of(captured)[index, rb.subject_positions[:rows]])
     return found
 
 

@@ -23,7 +23,6 @@ from goldenlayers.editing.window import WindowEditor
 @register
 class Memit(WindowEditor):
     name = "memit"
-    family = "memit"
     config_class = MemitConfig
 
     def layer_update(self, residuals: torch.Tensor, keys: torch.Tensor, moment: SecondMoment,

@@ -26,7 +26,6 @@ from goldenlayers.models.handle import ModelHandle
 
 
 class RankOneEditor(Editor):
-    family = "rome"
     config_class = RomeConfig
 
     def u_key(self, keys: torch.Tensor, config: RomeConfig) -> torch.Tensor:

@@ -38,7 +38,7 @@ from goldenlayers.editing.config import EditConfig
 from goldenlayers.editing.errors import EditError, describe
 from goldenlayers.editing.keys import as_float, compute_dtype
 from goldenlayers.models.handle import ModelHandle, apply_head
-from goldenlayers.models.hooks import trace
+from goldenlayers.models.hooks import hidden_of, trace, with_hidden
 from goldenlayers.models.partial import resume_point, run_from
 from goldenlayers.models.tokens import TokenBatch, stack_left_padded
 from goldenlayers.models.unchanged import active_unchanged
@@ -196,17 +196,17 @@ class _Stacked:
 
 def _subject_values(out, stacked: _Stacked, cols: torch.Tensor) -> tuple[torch.Tensor, ...]:
     """Each request's site output at its bare prompt's subject (row 0): its v_before."""
-    hidden = out[0] if isinstance(out, tuple) else out
+    hidden = hidden_of(out)
     return tuple(as_float(hidden[row, cols[row]].detach()).clone() for row in stacked.first_rows)
 
 
 def _plus_deltas(out, deltas: Sequence[torch.Tensor], stacked: _Stacked, rows: torch.Tensor,
                  cols: torch.Tensor):
     """The site's output with each request's delta added at the subject of each of its rows."""
-    hidden = out[0] if isinstance(out, tuple) else out
+    hidden = hidden_of(out)
     added = torch.stack(list(deltas))[stacked.row_request].to(hidden.dtype)
     hidden = hidden.index_put((rows, cols), added, accumulate=True)
-    return (hidden, *out[1:]) if isinstance(out, tuple) else hidden
+    return with_hidden(out, hidden)
 
 
 def _stack(handle: ModelHandle, batches: Sequence[RequestBatch]) -> _Stacked:

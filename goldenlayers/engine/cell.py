@@ -27,9 +27,9 @@ import torch
 from goldenlayers.data.records import EditRequest
 from goldenlayers.editing import EditError, Editor
 from goldenlayers.editing.base import Prepared
-from goldenlayers.editing.profiles import evaluation_settings
 from goldenlayers.evaluate import (METRICS, OVERALL, TEACHER_FORCED, PreEditState,
                                    compute_pre_edit, evaluate)
+from goldenlayers.evaluate.fluency import FLUENCY_PROCEDURES
 from goldenlayers.models.handle import ModelHandle
 from goldenlayers.models.unchanged import UnchangedWeights
 
@@ -119,14 +119,23 @@ class CellRunner:
     (the unedited model's locality predictions), computed once per request before its first edit,
     and the unedited passes over a batch of requests that their values start from at every layer.
     Both rest on the runner owning the model's weights: every cell restores them bit for bit, and
-    nothing else may change them while the runner is in use."""
+    nothing else may change them while the runner is in use.
+
+    ``fluency_procedure``: how fluency is measured, "greedy" (ours) or "easyedit" (sampled, seeded);
+    the caller chooses it, usually with its editor's profile (``editing.fluency_procedure``)."""
 
     handle: ModelHandle
     editor: Editor
     metrics: tuple[str, ...] | None = None  # None: the teacher-forced ones
     fluency_requests: frozenset[str] = frozenset()  # "data set/case id" of those that get fluency
+    fluency_procedure: str = "greedy"
     _pre: PreEditState | None = field(default=None, repr=False)
     _unchanged: UnchangedWeights = field(default_factory=UnchangedWeights, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.fluency_procedure not in FLUENCY_PROCEDURES:
+            raise ValueError(f"fluency_procedure must be one of {', '.join(FLUENCY_PROCEDURES)}, "
+                             f"not {self.fluency_procedure!r}")
 
     def pre_edit(self, requests: list[EditRequest]) -> PreEditState:
         """The pre-edit state of ``requests``, computing only the ones not seen yet. Must be
@@ -167,14 +176,13 @@ class CellRunner:
         metrics = list(self.metrics or TEACHER_FORCED)
         if f"{key.dataset}/{key.case_id}" in self.fluency_requests and "fluency" not in metrics:
             metrics.append("fluency")
-        # the editor's profile also says how fluency is measured (easyedit: sampled, seeded)
-        settings = evaluation_settings(self.editor.config_for(self.handle).profile)
         seed_everything(key.unit_seed())
         start = time.perf_counter() - prepare_seconds
         try:
             with self.editor.edited(self.handle, [request], key.layer, prepared=prepared):
                 edit_seconds = time.perf_counter() - start
-                evaluation = evaluate(self.handle, [request], pre=pre, metrics=metrics, **settings)
+                evaluation = evaluate(self.handle, [request], pre=pre, metrics=metrics,
+                                      fluency_procedure=self.fluency_procedure)
         except EditError as error:  # the edit was not made; the weights are unchanged
             log.warning("%s: %s", key.text(), error)
             return CellRow(key, {}, time.perf_counter() - start, error=str(error))

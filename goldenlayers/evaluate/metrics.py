@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from goldenlayers.data.load import METRICS
 from goldenlayers.data.records import EditRequest, PromptAnswer
 from goldenlayers.errors import GoldenLayersError
 from goldenlayers.evaluate.fluency import fluency_scores, fluency_settings
@@ -38,7 +39,6 @@ from goldenlayers.progress import track
 
 logger = logging.getLogger(__name__)
 
-METRICS = ("rewrite_accuracy", "rephrase_accuracy", "locality", "portability", "fluency")
 TEACHER_FORCED = METRICS[:4]
 OVERALL = "overall"  # per unit: the mean of its teacher-forced metrics (engine.cell)
 # Which way every metric improves, declared once here and read everywhere else. Fluency is

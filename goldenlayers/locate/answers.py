@@ -11,6 +11,7 @@ import string
 
 from goldenlayers.models.handle import ModelHandle, greedy_continuations
 
+# the data set's target_old (the model's greedy answer where it has none), or always the greedy one
 OLD_ANSWER_SOURCES = ("dataset", "greedy")
 
 

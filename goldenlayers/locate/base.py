@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from goldenlayers.errors import GoldenLayersError
+from goldenlayers.options import check_known_keys
 from goldenlayers.locate.fences import excluded_layers, golden_layer, rank_layers
 
 
@@ -113,11 +114,8 @@ def summarise(scores: Sequence[float], *, fence_k: float | None, direction: str,
 
 def build_settings(settings_class: type, overrides: dict[str, Any]):
     """``settings_class(**overrides)``, but an unknown key is an error that names it."""
-    names = [f.name for f in dataclasses.fields(settings_class)]
-    unknown = [key for key in overrides if key not in names]
-    if unknown:
-        raise LocateError(f"unknown setting {unknown[0]!r} for {settings_class.__name__}; "
-                          f"valid settings: {', '.join(names)}")
+    check_known_keys(overrides, [f.name for f in dataclasses.fields(settings_class)],
+                     f"{settings_class.__name__} setting", LocateError)
     return settings_class(**overrides)
 
 

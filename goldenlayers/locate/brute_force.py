@@ -11,7 +11,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-from goldenlayers.editing import get_editor
+from goldenlayers.editing import fluency_procedure, get_editor
 from goldenlayers.editing.batches import ordered_for_batching
 from goldenlayers.engine import CellKey, CellRunner, Grid, grid_of, layer_batches
 from goldenlayers.engine.layers import parse_layers
@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 @dataclass
 class BruteForceSettings:
     editor: str = "r-rome"
-    editor_overrides: dict[str, Any] = field(default_factory=dict)  # hyperparameters of the editor
+    editor_overrides: dict[str, Any] = field(default_factory=dict)  # get_editor keywords
     metric: str = "rewrite_accuracy"  # the golden layer is the best layer by this metric's mean
     layers: str = "all"  # every layer by default (see engine.layers)
     top_k: int = 5
@@ -66,7 +66,8 @@ class BruteForceLocator(Locator):
             raise LocateError(f"none of the requests has the data for metric {s.metric!r}")
         metrics = (*TEACHER_FORCED, "fluency") if s.metric == "fluency" else None
         editor = get_editor(s.editor, **s.editor_overrides)
-        runner = CellRunner(handle, editor, metrics)
+        runner = CellRunner(handle, editor, metrics,
+                            fluency_procedure=fluency_procedure(editor.profile))
         runner.pre_edit(list(requests))  # the unedited model, once
         layers = parse_layers(s.layers, handle.num_layers)
         editor.precompute_statistics(handle, layers)  # every layer's, in one pass over the corpus

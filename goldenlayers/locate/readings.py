@@ -33,11 +33,11 @@ from typing import Any
 
 import numpy as np
 
+from goldenlayers.locate.answers import OLD_ANSWER_SOURCES
 from goldenlayers.locate.base import LayerStability, LocateError, check_choice, check_positive
 from goldenlayers.locate.fences import DIRECTIONS, excluded_layers, rank_layers
 
 WEIGHTS = ("edit-matrix", "mlp")  # the matrix editors rewrite, or every matrix of the block's MLP
-OLD_ANSWERS = ("dataset", "greedy")  # data set's target_old (greedy where missing), or always greedy
 SIMILARITIES = ("raw", "cosine")
 COMBINES = ("sum", "mean-rank", "votes")
 FENCE_KS = (1.0, 1.5, None)  # the paper's k = 1, the classical 1.5, and no fences
@@ -65,7 +65,7 @@ class GradientProducts:
 
     def __post_init__(self) -> None:
         check_choice("weights", self.weights, WEIGHTS)
-        check_choice("old_answer", self.old_answer, OLD_ANSWERS)
+        check_choice("old_answer", self.old_answer, OLD_ANSWER_SOURCES)
         object.__setattr__(self, "request_ids", tuple(map(str, self.request_ids)))
         object.__setattr__(self, "notes", tuple(self.notes))
         for name in ("inner", "squared_norm_new", "squared_norm_old"):
@@ -116,7 +116,7 @@ class LGAReading:
 
     def __post_init__(self) -> None:
         check_choice("weights", self.weights, WEIGHTS)
-        check_choice("old_answer", self.old_answer, OLD_ANSWERS)
+        check_choice("old_answer", self.old_answer, OLD_ANSWER_SOURCES)
         check_choice("similarity", self.similarity, SIMILARITIES)
         check_choice("combine", self.combine, COMBINES)
         check_choice("direction", self.direction, DIRECTIONS)
@@ -194,7 +194,7 @@ DEFAULT_READING = DEFAULT_HISTORY[-1].reading
 def all_readings(fence_ks: Sequence[float | None] = FENCE_KS) -> list[LGAReading]:
     """Every combination of weights, old answer, similarity, combine, fence k and direction."""
     return [LGAReading(*choice) for choice in itertools.product(
-        WEIGHTS, OLD_ANSWERS, SIMILARITIES, COMBINES, fence_ks, DIRECTIONS)]
+        WEIGHTS, OLD_ANSWER_SOURCES, SIMILARITIES, COMBINES, fence_ks, DIRECTIONS)]
 
 
 def products_for(products: Iterable[GradientProducts], reading: LGAReading) -> GradientProducts:

@@ -30,6 +30,17 @@ class Trace:
     calls: dict[str, tuple[tuple, dict]] = field(default_factory=dict)  # (args, kwargs) of the call
 
 
+def hidden_of(output) -> torch.Tensor:
+    """A module's output tensor: decoder blocks return (hidden, ...) in some versions of
+    transformers and the bare tensor in others; MLPs and matrices return the tensor."""
+    return output[0] if isinstance(output, tuple) else output
+
+
+def with_hidden(output, hidden: torch.Tensor):
+    """``output`` in its own form (tuple or tensor) with its tensor replaced by ``hidden``."""
+    return (hidden, *output[1:]) if isinstance(output, tuple) else hidden
+
+
 @contextmanager
 def trace(
     modules: Mapping[str, nn.Module],

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from goldenlayers.models.handle import ModelHandle
-from goldenlayers.models.hooks import trace
+from goldenlayers.models.hooks import hidden_of, trace
 from goldenlayers.models.tokens import TokenBatch
 from goldenlayers.models.unchanged import active_unchanged
 
@@ -124,5 +124,5 @@ def run_from(handle: ModelHandle, point: ResumePoint) -> torch.Tensor:
             out = block(hidden, *args[1:], **kwargs)
         else:
             out = block(**{**kwargs, "hidden_states": hidden})
-        hidden = out[0] if isinstance(out, tuple) else out
+        hidden = hidden_of(out)
     return handle.model.get_submodule(handle.adapter.final_norm)(hidden)

@@ -61,14 +61,15 @@ class CellWorker:
     """Runs cells on its own loaded model (or the driver's ``handle``)."""
 
     def __init__(self, spec: WorkerSpec, handle: ModelHandle | None = None):
-        from goldenlayers.editing import get_editor
+        from goldenlayers.editing import fluency_procedure, get_editor
 
         if spec.threads:
             torch.set_num_threads(spec.threads)
         self.spec = spec
         handle = handle if handle is not None else load_model(spec.model, spec.device, spec.dtype)
-        self.runner = CellRunner(handle, get_editor(spec.editor, **spec.editor_overrides),
-                                 spec.metrics, spec.fluency_requests)
+        editor = get_editor(spec.editor, **spec.editor_overrides)  # its profile, if any, too
+        self.runner = CellRunner(handle, editor, spec.metrics, spec.fluency_requests,
+                                 fluency_procedure(editor.profile))
 
     def run(self, tasks: Sequence[CellTask]) -> list[CellRow]:
         return self.runner.run_batch([(task.key, task.request) for task in tasks])

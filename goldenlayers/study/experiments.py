@@ -115,7 +115,7 @@ def store_products(handle: ModelHandle, plan: DatasetPlan, settings: StudySettin
     so that every reading of LGA (``locate.readings``) is computed later without the model, and a
     replay can draw search sets from any of a data set's edited requests (``study.replay``)."""
     from goldenlayers.locate import LocateError, compute_products
-    from goldenlayers.locate.readings import OLD_ANSWERS
+    from goldenlayers.locate.answers import OLD_ANSWER_SOURCES
 
     for split_name, requests in (("proxy", plan.proxy), ("test", plan.test), ("pool", plan.pool)):
         key = (handle.name, plan.name, split_name, PRODUCTS, settings.seed)
@@ -124,7 +124,7 @@ def store_products(handle: ModelHandle, plan: DatasetPlan, settings: StudySettin
         log.info("LGA gradient products on %s %s (%d requests)", plan.name, split_name, len(requests))
         start = time.perf_counter()
         products, notes = [], []
-        for source in OLD_ANSWERS:  # a source with no usable old answer is noted, not fatal
+        for source in OLD_ANSWER_SOURCES:  # a source with no usable old answer is noted, not fatal
             try:
                 products += compute_products(handle, list(requests), old_answers=(source,))
             except LocateError as error:
@@ -161,7 +161,7 @@ def wanted_manifest(settings: StudySettings, handle: ModelHandle,
                     plans: Sequence[DatasetPlan]) -> dict[str, object]:
     layers = settings.resolve_layers(handle.num_layers)
     # The resolved config, not just the overrides: a changed default is a changed editor too.
-    config = get_editor(settings.editor, **settings.editor_overrides).config_for(handle).to_dict()
+    config = get_editor(settings.editor, **settings.editor_overrides).config_record(handle)
     return {"format": FORMAT, "model": handle.name, "model_fingerprint": handle.fingerprint,
             "num_layers": handle.num_layers, "fixed": settings.fixed(),
             "editors": {settings.editor: {"overrides": dict(settings.editor_overrides),

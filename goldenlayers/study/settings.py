@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field, fields
 from goldenlayers.engine.layers import parse_layers, split_names
 from goldenlayers.errors import GoldenLayersError
 from goldenlayers.evaluate.metrics import METRICS
+from goldenlayers.options import check_known_keys, parse_assignments
 
 LOCATORS = ("lga", "cma")
 
@@ -43,7 +44,7 @@ class StudySettings:
     fluency_size: int = 0
     pool_size: int = 0
     metrics: tuple[str, ...] | None = None  # None: every metric each data set supports
-    editor_overrides: dict[str, object] = field(default_factory=dict)
+    editor_overrides: dict[str, object] = field(default_factory=dict)  # get_editor's keywords
     lga_settings: dict[str, object] = field(default_factory=dict)
     cma_settings: dict[str, object] = field(default_factory=dict)
 
@@ -75,10 +76,7 @@ class StudySettings:
 
     @classmethod
     def from_dict(cls, values: dict[str, object]) -> StudySettings:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise GoldenLayersError(f"unknown study setting {unknown[0]!r}; known: {sorted(known)}")
+        check_known_keys(values, [f.name for f in fields(cls)], "study setting")
         return cls(**values)
 
     def fixed(self) -> dict[str, object]:
@@ -95,18 +93,11 @@ class StudySettings:
 
 
 def typed_overrides(editor: str, overrides: dict[str, object] | list[str]) -> dict[str, object]:
-    """Editor hyperparameters with their types ("5" -> 5), checked against the editor's config, so
-    the command line and the Python API store the same settings."""
+    """``get_editor``'s keywords, typed ("5" -> 5) and checked against the editor's config, so the
+    command line and the Python API store the same settings: the hyperparameters, and the profile
+    where it is not "default" (study.json stored it so before it was a keyword)."""
     from goldenlayers.editing import get_editor
 
-    return dict(get_editor(editor, **dict(_assignments(overrides))).overrides)
-
-
-def _assignments(overrides: dict[str, object] | list[str]):
-    if isinstance(overrides, dict):
-        return overrides.items()
-    pairs = [item.partition("=") for item in overrides]
-    bad = [item for item, (_, sep, _) in zip(overrides, pairs) if not sep]
-    if bad:
-        raise GoldenLayersError(f"editor setting {bad[0]!r} is not key=value")
-    return [(key.strip(), value.strip()) for key, _, value in pairs]
+    chosen = get_editor(editor, **parse_assignments(overrides, "editor setting"))
+    profile = {} if chosen.profile == "default" else {"profile": chosen.profile}
+    return {**profile, **chosen.overrides}
