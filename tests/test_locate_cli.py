@@ -41,12 +41,12 @@ def test_locate_writes_every_key_the_issue_names(tmp_path):
     assert data["reading"] == "edit-matrix/dataset/cosine/mean-rank/k1/argmax"
 
 
-def test_locate_takes_the_lga_reading_options(tmp_path):
+def test_locate_takes_the_lga_reading_options_from_its_settings(tmp_path):
     out = tmp_path / "out.json"
     result = runner.invoke(app, ["locate", "--model", "tiny-gpt2", "--proxy", "3", "--json", str(out),
-                                 "--weights", "edit-matrix", "--old-answer", "dataset",
-                                 "--similarity", "cosine", "--combine",
-                                 "votes", "--fence-k", "-1", "--seed", "2"])
+                                 "-o", "weights=edit-matrix", "-o", "old_answer=dataset",
+                                 "--option", "similarity=cosine", "-o", "combine=votes",
+                                 "-o", "fence_k=none", "--seed", "2"])
     assert result.exit_code == 0, result.output
     data = json.loads(out.read_text())
     assert data["reading"] == "edit-matrix/dataset/cosine/votes/nofence/argmax"  # not the default

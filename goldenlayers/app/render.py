@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from collections.abc import Mapping
 from pathlib import Path
 
 from rich.table import Table
 from rich.text import Text
 
-from goldenlayers.locate.base import LayerScores, LayerStability
+from goldenlayers.locate.base import LayerScores, LayerStability, Locator
 from goldenlayers.locate.fences import tukey_fences
 from goldenlayers.safety import atomic_path
 
@@ -56,6 +58,20 @@ def layer_table(scores: LayerScores, title: str | None = None) -> Table:
                 else "excluded (outlier)" if is_excluded else "")
         table.add_row("–" if is_excluded else str(rank), str(layer), f"{value:.4g}",
                       Text(drawn, style=colour), mark)
+    return table
+
+
+def locators_table(locators: Mapping[str, type[Locator]]) -> Table:
+    """Each registered locator's options and defaults, and whether the study runs it."""
+    table = Table(title="Locators (goldenlayers locate --method NAME --option key=value)")
+    for column in ("method", "study", "option", "default"):
+        table.add_column(column)
+    for name, cls in locators.items():
+        for i, option in enumerate(dataclasses.fields(cls.settings_class)):
+            default = (option.default_factory() if option.default is dataclasses.MISSING
+                       else option.default)
+            table.add_row(name if i == 0 else "", ("yes" if cls.in_study else "no") if i == 0 else "",
+                          option.name, repr(default))
     return table
 
 

@@ -33,8 +33,9 @@ from typing import Any
 
 import numpy as np
 
+from goldenlayers.engine.ranking import DIRECTIONS, oriented, parse_direction, rank_layers
 from goldenlayers.locate.base import LayerStability, LocateError, check_choice, check_positive
-from goldenlayers.locate.fences import DIRECTIONS, excluded_layers, rank_layers
+from goldenlayers.locate.fences import excluded_layers
 
 WEIGHTS = ("edit-matrix", "mlp")  # the matrix editors rewrite, or every matrix of the block's MLP
 OLD_ANSWERS = ("dataset", "greedy")  # data set's target_old (greedy where missing), or always greedy
@@ -226,9 +227,9 @@ def fenced_layers(per_request: np.ndarray, fence_k: float | None) -> list[int]:
 
 def request_ranks(per_request: np.ndarray, kept: Sequence[int], direction: str) -> np.ndarray:
     """(R, K) rank of each kept layer within each request, 1 = best; equal values: shallower first."""
-    oriented = per_request[:, kept] * (-1.0 if direction == "argmax" else 1.0)
-    # A stable sort on the oriented values keeps equal values in layer order (kept is ascending).
-    order = np.argsort(oriented, axis=1, kind="stable")
+    best_first = -oriented(per_request[:, kept], parse_direction(direction))
+    # A stable sort keeps equal values in layer order (kept is ascending).
+    order = np.argsort(best_first, axis=1, kind="stable")
     ranks = np.empty_like(order)
     np.put_along_axis(ranks, order, np.arange(1, len(kept) + 1)[None, :].repeat(len(order), 0), 1)
     return ranks
@@ -253,10 +254,11 @@ def combined_scores(per_request: np.ndarray, excluded: Sequence[int], combine: s
     return scores
 
 
-def score_direction(reading: LGAReading) -> str:
+def scores_higher_is_better(reading: LGAReading) -> bool:
     """Which end of ``reading_scores`` is best: the reading's own direction for sums; the lowest
     mean rank; the most votes."""
-    return {"sum": reading.direction, "mean-rank": "argmin", "votes": "argmax"}[reading.combine]
+    return {"sum": parse_direction(reading.direction), "mean-rank": False,
+            "votes": True}[reading.combine]
 
 
 @dataclass(frozen=True, eq=False)
@@ -266,7 +268,7 @@ class ReadingResult:
     scores: np.ndarray
     excluded: list[int]
     golden_layer: int
-    direction: str  # which end of ``scores`` is best (``score_direction``)
+    higher_is_better: bool  # which end of ``scores`` is best (``scores_higher_is_better``)
     ranking: list[int] = field(default_factory=list)  # kept layers, best first
 
 
@@ -276,11 +278,11 @@ def read_similarity(per_request: np.ndarray, reading: LGAReading) -> ReadingResu
         raise LocateError("a reading needs at least one request")
     excluded = fenced_layers(per_request, reading.fence_k)
     scores = combined_scores(per_request, excluded, reading.combine, reading.direction)
-    direction = score_direction(reading)
-    ranking = rank_layers(scores.tolist(), excluded, direction)
+    higher_is_better = scores_higher_is_better(reading)
+    ranking = rank_layers(scores, excluded, higher_is_better)
     if not ranking:
         raise LocateError(f"every layer is excluded under {reading.name}: no layer to choose")
-    return ReadingResult(scores, excluded, ranking[0], direction, ranking)
+    return ReadingResult(scores, excluded, ranking[0], higher_is_better, ranking)
 
 
 def read(products: GradientProducts, reading: LGAReading) -> ReadingResult:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from goldenlayers.report import figures as figs
 from goldenlayers.report.render import html_page, markdown
-from goldenlayers.report.tables import MIN_TEST_REQUESTS, Table, all_tables
+from goldenlayers.report.tables import MIN_TEST_REQUESTS, Table, all_tables, locator_labels
 from goldenlayers.study.analysis import StudyResults, load_results
 
 __all__ = ["ReportFiles", "Table", "write_report"]
@@ -38,7 +38,8 @@ def captions(results: StudyResults) -> dict[str, str]:
     named = {"heatmap.png": "Test rewrite accuracy per layer and data set (Figure 2)",
              "runtime.png": "Layer search wall time (Figure 4)"}
     for dataset in results.datasets:
-        named[f"layers_{slug(dataset)}.png"] = f"Per-layer scores on {dataset}: brute force, LGA, CMA"
+        named[f"layers_{slug(dataset)}.png"] = (f"Per-layer scores on {dataset}: "
+                                                f"{', '.join(('brute force', *locator_labels()))}")
     return named
 
 
