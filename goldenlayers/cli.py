@@ -180,22 +180,24 @@ def report(
     out: str = typer.Option(None, "--out", help="Write the report here (default: RUN_DIR)."),
     min_test_requests: int = typer.Option(
         None, "--min-test-requests", min=1, show_default=False,
-        help="A data set (campaign.md: a pair) with fewer test requests edited at every layer "
+        help="A data set with fewer test requests edited at every layer "
              "shows no test-set numbers ('not measured'). Default: 20, docs/findings.md's rule."),
 ) -> None:
     """Write a study's tables and figures as report.md and a self-contained report.html; for a
-    folder of studies (results/ with one folder per model), also campaign.md across them."""
+    folder of studies (results/ with one folder per model), one report per study folder."""
     from pathlib import Path
 
     from goldenlayers.locate import study_locators
-    from goldenlayers.report import write_report
-    from goldenlayers.report.campaign import study_folders, write_campaign_report
+    from goldenlayers.report import study_folders, write_report, write_reports
     from goldenlayers.report.tables import MIN_TEST_REQUESTS
 
     min_test_requests = min_test_requests or MIN_TEST_REQUESTS
     if not (Path(run_dir) / "study.json").exists() and study_folders(run_dir):
-        path = write_campaign_report(run_dir, out or run_dir, min_test_requests)
-        console.print(f"Wrote {path} and a report per model beside it.")
+        written, waiting = write_reports(run_dir, out or run_dir, min_test_requests)
+        for files in written:
+            console.print(f"Wrote {files.markdown} and {files.html}.")
+        for note in waiting:
+            console.print(f"waiting: {note}", highlight=False, soft_wrap=True)
         return
     files = write_report(run_dir, out, min_test_requests)
     table = Table(title="Golden layers (test rewrite accuracy) and where the locators land")

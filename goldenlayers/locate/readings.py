@@ -154,42 +154,12 @@ class LGAReading:
         return self.name
 
 
-# The reading fixed before the evidence campaign's first cell, reported beside the chosen one.
-PREREGISTERED_READING = LGAReading()
-
-
-@dataclass(frozen=True)
-class RuleFiveChoice:
-    """A default chosen by rule 5 of docs/findings.md (the lowest mean regret over every complete
-    campaign pair) and the pairs ("model x data set") it was chosen on: on any other pair its
-    regret is out of sample."""
-
-    reading: LGAReading
-    chosen_on: tuple[str, ...]
-    when: str
-
-
-# Every default rule 5 has chosen, oldest first; the last is the one in force. Earlier ones stay so
-# the report can show how each did on the pairs that completed after it was chosen. A re-application
-# that chooses the reading already in force adds no entry (six pairs, 2026-12-03: the same reading),
-# so the in-force entry's out-of-sample pairs stay the ones that completed after its first choice.
-DEFAULT_HISTORY = (
-    RuleFiveChoice(LGAReading(weights="mlp", old_answer="greedy"),
-                   ("smollm2-135m x counterfact", "smollm2-135m x wikicounterfact",
-                    "smollm2-135m x zsre"), "2026-12-02, three complete pairs"),
-    RuleFiveChoice(LGAReading(similarity="cosine", combine="mean-rank", fence_k=1.5),
-                   ("smollm2-135m x counterfact", "smollm2-135m x wikicounterfact",
-                    "smollm2-135m x wikirecent", "smollm2-135m x zsre"),
-                   "2026-12-02, four complete pairs"),
-    RuleFiveChoice(LGAReading(similarity="cosine", combine="mean-rank"),
-                   ("gemma3-270m x counterfact", "smollm2-135m x counterfact",
-                    "smollm2-135m x wikicounterfact", "smollm2-135m x wikirecent",
-                    "smollm2-135m x zsre"), "2026-12-02, five complete pairs"),
-)
 # The reading LGASettings and `goldenlayers locate` default to: the edit matrix's gradients against
 # the data set's old answer (the model's greedy one where missing), cosine per request and layer,
 # layers ranked per request and the ranks averaged, Tukey's fences with k = 1, the best mean rank.
-DEFAULT_READING = DEFAULT_HISTORY[-1].reading
+# Chosen on the evidence campaign's results by rule 5 of docs/findings.md (campaign/rules.py keeps
+# the rules and every earlier choice).
+DEFAULT_READING = LGAReading(similarity="cosine", combine="mean-rank")
 
 
 def all_readings(fence_ks: Sequence[float | None] = FENCE_KS) -> list[LGAReading]:
