@@ -60,8 +60,8 @@ def test_cells_go_by_recomputed_columns_within_each_split(tiny_llama, monkeypatc
     """Consecutive requests share a value batch: narrow ones go together, wide ones together;
     the split and the proxy-then-test order stay."""
     from goldenlayers.data import EditRequest
-    from goldenlayers.study import experiments
-    from goldenlayers.study.experiments import DatasetPlan, cell_tasks
+    from goldenlayers.study import run as study_run
+    from goldenlayers.study.run import DatasetPlan, cell_tasks
 
     def request(case_id, target):
         return EditRequest(case_id, "Apple A5 was created by", "Apple A5", target)
@@ -77,7 +77,7 @@ def test_cells_go_by_recomputed_columns_within_each_split(tiny_llama, monkeypatc
     assert [t.key.layer for t in tasks] == [0, 1] * 5
     assert all(t.request.case_id == t.key.case_id for t in tasks)
     # sorted only within windows (here of 2 requests), so a stopped run has done nearly a prefix
-    monkeypatch.setattr(experiments, "ORDER_WINDOW_BATCHES", 2)
+    monkeypatch.setattr(study_run, "ORDER_WINDOW_BATCHES", 2)
     windowed = cell_tasks([plan], StudySettings("tiny-llama", ("d",)), tiny_llama, [0], 1)
     assert [t.key.case_id for t in windowed] == ["p2", "p1", "t1", "t2", "t3"]
 
