@@ -132,15 +132,15 @@ def typed_options(settings_class: type, assignments: Sequence[str]) -> dict[str,
     """``["fence_k=1.5", "combine=sum"]`` as typed settings of ``settings_class``, by its fields'
     types: "none" for an optional value, JSON for a dict or list; an unknown key names the valid
     ones."""
-    types = typing.get_type_hints(settings_class)
+    hints = typing.get_type_hints(settings_class)
     values = {}
     for item in assignments:
         key, sep, text = (part.strip() for part in item.partition("="))
         if not sep or not key:
             raise LocateError(f"a locator option is key=value, not {item!r}")
-        if key not in types:
+        if key not in hints:
             build_settings(settings_class, {key: text})  # raises, naming the valid settings
-        values[key] = _typed(key, text, types[key])
+        values[key] = _typed(key, text, hints[key])
     return values
 
 
