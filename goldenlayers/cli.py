@@ -49,12 +49,6 @@ def _dtype(value: str) -> str:
     return value
 
 
-def _finite(value: float | None) -> float | None:
-    if value is not None and not math.isfinite(value):
-        raise typer.BadParameter(f"must be a finite number, got {value}")
-    return value
-
-
 def _fraction(value: float) -> float:
     if not (math.isfinite(value) and 0 < value < 1):
         raise typer.BadParameter(f"must be a number between 0 and 1 (exclusive), got {value}")
@@ -186,26 +180,30 @@ def report(
     out: str = typer.Option(None, "--out", help="Write the report here (default: RUN_DIR)."),
     min_test_requests: int = typer.Option(
         None, "--min-test-requests", min=1, show_default=False,
-        help="A data set (campaign.md: a pair) with fewer test requests edited at every layer "
+        help="A data set with fewer test requests edited at every layer "
              "shows no test-set numbers ('not measured'). Default: 20, docs/findings.md's rule."),
 ) -> None:
     """Write a study's tables and figures as report.md and a self-contained report.html; for a
-    folder of studies (results/ with one folder per model), also campaign.md across them."""
+    folder of studies (results/ with one folder per model), one report per study folder."""
     from pathlib import Path
 
-    from goldenlayers.report import write_report
-    from goldenlayers.report.campaign import study_folders, write_campaign_report
+    from goldenlayers.locate import study_locators
+    from goldenlayers.report import study_folders, write_report, write_reports
     from goldenlayers.report.tables import MIN_TEST_REQUESTS
 
     min_test_requests = min_test_requests or MIN_TEST_REQUESTS
     if not (Path(run_dir) / "study.json").exists() and study_folders(run_dir):
-        path = write_campaign_report(run_dir, out or run_dir, min_test_requests)
-        console.print(f"Wrote {path} and a report per model beside it.")
+        written, waiting = write_reports(run_dir, out or run_dir, min_test_requests)
+        for files in written:
+            console.print(f"Wrote {files.markdown} and {files.html}.")
+        for note in waiting:
+            console.print(f"waiting: {note}", highlight=False, soft_wrap=True)
         return
     files = write_report(run_dir, out, min_test_requests)
     table = Table(title="Golden layers (test rewrite accuracy) and where the locators land")
-    for column in ("data set", "n test", "golden", "proxy golden", "LGA (regret [95% CI])",
-                   "CMA (regret [95% CI])"):
+    methods = study_locators()
+    for column in ("data set", "n test", "golden", "proxy golden",
+                   *(f"{method.upper()} (regret [95% CI])" for method in methods)):
         table.add_column(column)
     results = files.results
     for dataset in results.datasets:
@@ -215,9 +213,10 @@ def report(
         table.add_row(dataset, str(len(results.test[dataset].case_ids)),
                       str(results.test[dataset].golden_layer("rewrite_accuracy")),
                       str(results.proxy[dataset].golden_layer("rewrite_accuracy")),
-                      found.get("lga", "–"), found.get("cma", "–"))
+                      *(found.get(method, "–") for method in methods))
     for dataset, n in results.unmeasured.items():
-        table.add_row(dataset, str(n), f"not measured (n test < {min_test_requests})", "–", "–", "–")
+        table.add_row(dataset, str(n), f"not measured (n test < {min_test_requests})", "–",
+                      *("–" for _ in methods))
     console.print(table)
     console.print(f"Wrote {files.markdown}, {files.html} and {len(files.figures)} figures.")
 
@@ -228,59 +227,51 @@ def locate(
     data: str = typer.Option("counterfact", "--data", help="Bundled data set name or a file path."),
     proxy: int = typer.Option(32, "--proxy", min=1,
                               help="Proxy requests, drawn from the data (seeded)."),
-    method: str = typer.Option("lga", "--method", help="lga, cma or brute-force."),
-    editor: str = typer.Option("r-rome", "--editor", help="Editor of brute force and --verify."),
+    method: str = typer.Option("lga", "--method", help="A locator: lga, cma, brute-force, or "
+                               "another registered one (goldenlayers locators lists them)."),
+    editor: str = typer.Option("r-rome", "--editor", help="Editor of --verify, and of a method "
+                               "that edits (brute force)."),
     top_k: int = typer.Option(5, "--top-k", min=1, help="How many best layers the result lists."),
     json_out: str = typer.Option(None, "--json", help="Write the result as JSON to this file."),
     plot: str = typer.Option(None, "--plot", help="Write a bar chart of the scores (PNG)."),
     verify: int = typer.Option(0, "--verify", min=0, help="Edit N held-out requests at the "
                                "golden layer and print their metrics."),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:1, mps."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the proxy draw and of causal tracing."),
-    fence_k: float = typer.Option(None, "--fence-k", callback=_finite,
-                                  help="LGA: Tukey's fence k (< 0: no fences)."),
-    direction: str = typer.Option(None, "--direction", help="LGA: argmax or argmin."),
-    weights: str = typer.Option(None, "--weights", help="LGA: edit-matrix or mlp."),
-    old_answer: str = typer.Option(None, "--old-answer", help="LGA: dataset (the data set's old "
-                                   "answer, else the model's greedy one) or greedy (always)."),
-    similarity: str = typer.Option(None, "--similarity", help="LGA: raw inner product or cosine."),
-    combine: str = typer.Option(None, "--combine", help="LGA: sum, mean-rank or votes over the "
-                                "proxy requests."),
-    layers: str = typer.Option("all", "--layers", help="Brute force: " + LAYERS_HELP),
-    profile: str = typer.Option("default", "--profile", help="Brute force: the editor's "
-                                "hyperparameters, default (ours) or easyedit (EasyEdit's)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the proxy draw and of the method."),
+    layers: str = typer.Option("all", "--layers", help="Layers a method that edits searches: "
+                               + LAYERS_HELP),
+    profile: str = typer.Option("default", "--profile", help="The hyperparameters of a method "
+                                "that edits: default (ours) or easyedit (EasyEdit's)."),
+    options: list[str] = typer.Option(None, "--option", "-o", help="A setting of the method, "
+                                      "key=value (repeatable), e.g. -o fence_k=1.5 -o combine=sum "
+                                      "(none: an optional value left out); goldenlayers locators "
+                                      "lists each method's."),
 ) -> None:
     """Rank the model's layers for editing on a proxy set and name the golden layer.
 
-    LGA options left out take the default reading's choice (printed with the result)."""
+    LGA's options left out take the default reading's choice (printed with the result)."""
 
     from goldenlayers.data import load_dataset
-    from goldenlayers.app.locate_job import locator_settings, proxy_split, verify_at_layer
+    from goldenlayers.app.locate_job import options_as_settings, proxy_split, verify_at_layer
     from goldenlayers.app.render import (layer_table, metrics_table, plot_layer_scores,
                                          stability_line)
     from goldenlayers.evaluate import bootstrap_interval
-    from goldenlayers.locate import get_locator
+    from goldenlayers.locate import get_locator, locator_class
     from goldenlayers.models import load_model
     from goldenlayers.models.tokens import check_fits_context
 
     _check_outputs(json=(json_out, (".json",)), plot=(plot, (".png", ".svg", ".pdf")))
     dataset = load_dataset(data)
+    shared = dict(top_k=top_k, seed=seed, editor=editor, layers=layers, dataset=dataset.name)
+    if profile != "default":
+        shared["editor_overrides"] = _editor_keywords(profile, [])
+    locator = get_locator(method, **options_as_settings(method, shared, options or ()))
     handle = load_model(model, device=device)
     parts = proxy_split(dataset.requests, proxy, seed)
     if verify > 0 and not parts.held_out:
         raise GoldenLayersError("--verify needs held-out requests: the proxy set used them all")
     check_fits_context(handle, parts.proxy + parts.held_out[:verify])
-    reading = {name: value for name, value in (("direction", direction), ("weights", weights),
-                                                ("old_answer", old_answer),
-                                                ("similarity", similarity), ("combine", combine))
-               if value is not None}
-    if fence_k is not None:
-        reading["fence_k"] = None if fence_k < 0 else fence_k
-    settings = locator_settings(method, top_k=top_k, seed=seed, editor=editor, layers=layers,
-                                dataset=dataset.name, **reading)
-    if method == "brute-force" and profile != "default":
-        settings["editor_overrides"] = _editor_keywords(profile, [])
-    scores = get_locator(method, **settings).locate(handle, parts.proxy)
+    scores = locator.locate(handle, parts.proxy)
     console.print(layer_table(scores, f"{method} on {handle.name}, {len(parts.proxy)} "
                                       f"{dataset.name} requests"))
     if scores.golden_layer is None:
@@ -297,7 +288,7 @@ def locate(
     for note in scores.notes:
         console.print(f"note: {note}")
     result = {**scores.to_dict(), "data": dataset.name, "proxy": len(parts.proxy), "seed": seed}
-    if method == "brute-force":  # per-layer means with bootstrap 95% intervals over the requests
+    if locator_class(method).scores_are_means:  # with bootstrap 95% intervals over the requests
         columns = list(zip(*scores.per_request)) if scores.per_request else []
         kept = [layer for layer in range(scores.num_layers) if layer not in scores.excluded]
         result["intervals"] = {str(layer): bootstrap_interval(column).to_dict()
@@ -320,6 +311,16 @@ def locate(
         console.print(f"wrote {plot_layer_scores(scores, plot)}")
     elif plot:
         console.print(f"no plot written: {method} has no scores here")
+
+
+@app.command()
+def locators() -> None:
+    """List the registered locators, whether a study runs each, and each one's options (the
+    settings `goldenlayers locate --method NAME --option key=value` takes) with their defaults."""
+    from goldenlayers.app.render import locators_table
+    from goldenlayers.locate import LOCATORS
+
+    console.print(locators_table(LOCATORS))
 
 
 def _editor_keywords(profile: str, settings: list[str] | None) -> dict[str, str]:

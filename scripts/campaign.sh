@@ -30,3 +30,5 @@ for editor in rome emmet; do
   run smollm2-135m counterfact "$editor" all:2 "$@"
 done
 run smollm2-135m wikibio r-rome all --batch-requests 1 "$@"
+# The findings from the result files (campaign/README.md):
+#   python -m campaign.report results --out docs/findings

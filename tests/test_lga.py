@@ -15,7 +15,8 @@ import torch
 
 from goldenlayers.data import EditRequest
 from goldenlayers.locate import LayerScores, LocateError, get_locator
-from goldenlayers.locate.fences import excluded_layers, golden_layer, rank_layers, tukey_fences
+from goldenlayers.engine.ranking import best_layer, rank_layers
+from goldenlayers.locate.fences import excluded_layers, tukey_fences
 from goldenlayers.locate.answers import first_word, old_answers
 from goldenlayers.locate.lga import batch_inner_products, compute_products, gram_inner_products
 from goldenlayers.locate.readings import DEFAULT_READING, reading_layer, similarity_matrix
@@ -227,16 +228,17 @@ def test_tukey_fences_exclude_exactly_the_outliers():
 
 
 def test_golden_layer_over_kept_layers_in_either_direction():
-    assert golden_layer(SCORES, excluded_layers(SCORES, 1.0)) == 14  # 20
-    assert golden_layer(SCORES, excluded_layers(SCORES, 1.5)) == 11  # 26
-    assert golden_layer(SCORES, excluded_layers(SCORES, 1.0), "argmin") == 9  # 10
-    assert golden_layer(SCORES) == 1  # no fences: the outlier wins
+    assert best_layer(SCORES, excluded_layers(SCORES, 1.0)) == 14  # 20
+    assert best_layer(SCORES, excluded_layers(SCORES, 1.5)) == 11  # 26
+    assert best_layer(SCORES, excluded_layers(SCORES, 1.0), higher_is_better=False) == 9  # 10
+    assert best_layer(SCORES) == 1  # no fences: the outlier wins
 
 
 def test_ties_go_to_the_shallower_layer_and_fence_values_are_kept():
-    assert golden_layer([1, 3, 3, 2]) == 1
-    assert golden_layer([2, 1, 1], direction="argmin") == 1
+    assert best_layer([1, 3, 3, 2]) == 1
+    assert best_layer([2, 1, 1], higher_is_better=False) == 1
     assert rank_layers([1, 3, 3, 2]) == [1, 2, 3, 0]
+    assert rank_layers([1, math.nan, 3], higher_is_better=False) == [0, 2, 1]  # NaN: the worst
     on_fence = [0.0, 1.0, 2.0, 3.0, 4.5]  # Q1 = 1, Q3 = 3, IQR = 2: k = 0.75 puts 4.5 on the fence
     assert excluded_layers(on_fence, 0.75) == []
     assert excluded_layers([1.0, math.nan, 2.0], 1.0) == [1]

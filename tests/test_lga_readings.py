@@ -7,8 +7,7 @@ import numpy as np
 import pytest
 
 from goldenlayers.locate import LocateError
-from goldenlayers.locate.readings import (DEFAULT_HISTORY, DEFAULT_READING, PREREGISTERED_READING,
-                                          GradientProducts, LGAReading, all_readings,
+from goldenlayers.locate.readings import (DEFAULT_READING, GradientProducts, LGAReading, all_readings,
                                           layer_stability, products_for, reading_layer,
                                           reading_scores, similarity_matrix)
 
@@ -31,7 +30,7 @@ def products(weights="edit-matrix", old_answer="dataset") -> GradientProducts:
 
 
 def reading(**choices) -> LGAReading:
-    return LGAReading(**{**vars(PREREGISTERED_READING), **choices})
+    return LGAReading(**choices)  # the defaults: edit-matrix/dataset/raw/sum/k1/argmax
 
 
 @pytest.mark.parametrize("choices, layer", [
@@ -83,13 +82,8 @@ def test_a_reading_needs_products_of_its_weights_and_old_answer():
 
 
 def test_reading_names_are_stable_and_parse_back():
-    assert PREREGISTERED_READING.name == "edit-matrix/dataset/raw/sum/k1/argmax"
-    # rule 5 of docs/findings.md, applied on five complete pairs; the earlier choices are kept
+    assert reading().name == "edit-matrix/dataset/raw/sum/k1/argmax"
     assert DEFAULT_READING.name == "edit-matrix/dataset/cosine/mean-rank/k1/argmax"
-    assert [c.reading.name for c in DEFAULT_HISTORY] == [
-        "mlp/greedy/raw/sum/k1/argmax", "edit-matrix/dataset/cosine/mean-rank/k1.5/argmax",
-        DEFAULT_READING.name]
-    assert all(len(c.chosen_on) == len(set(c.chosen_on)) >= 3 for c in DEFAULT_HISTORY)
     assert reading(fence_k=1.5, combine="votes").name == "edit-matrix/dataset/raw/votes/k1.5/argmax"
     assert reading(fence_k=None, weights="mlp").name == "mlp/dataset/raw/sum/nofence/argmax"
     everything = all_readings()
@@ -130,25 +124,3 @@ def test_stability_of_identical_requests_is_certain():
     golden = reading_layer(GradientProducts("edit-matrix", "dataset", tuple("abcdef"), rows,
                                             np.ones_like(rows), np.ones_like(rows)), reading())
     assert stability.win_share == {golden: 1.0}
-
-
-def test_rules_5_and_5b_are_compared_only_on_pairs_completed_after_5b_was_written():
-    from goldenlayers.evaluate import Interval
-    from goldenlayers.study.lga_readings import Pair, ReadingRegret, rules_compared
-
-    def regrets(pair, by_reading):  # reading -> (layer, rewrite regret)
-        return [ReadingRegret(pair, name, layer, {"rewrite_accuracy": Interval(value, value, value, 50)})
-                for name, (layer, value) in by_reading.items()]
-
-    a, b, c, d = (Pair("m", name) for name in "abcd")
-    # "lucky" wins on each pair's own proxy set, "steady" on resampled ones
-    own = {p: regrets(p, {"lucky": (1, 0.0), "steady": (2, 0.05)}) for p in (a, b, c)}
-    own[d] = regrets(d, {"lucky": (7, 0.4), "steady": (3, 0.01)})
-    resampled = {p: regrets(p, {"lucky": (1, 0.3), "steady": (2, 0.06)}) for p in (a, b, c, d)}
-    [compared] = rules_compared(own, resampled, written_after=("m x a", "m x b", "m x c"))
-    assert compared.pair == d
-    assert (compared.rule_five.reading, compared.rule_five.layer) == ("lucky", 7)
-    assert (compared.rule_five_b.reading, compared.rule_five_b.layer) == ("steady", 3)
-    assert compared.rule_five_b.regret["rewrite_accuracy"].mean == 0.01  # d's own regret, not resampled
-    assert rules_compared(own, resampled, written_after=("m x a", "m x b", "m x c", "m x d")) == []
-    assert rules_compared(own, resampled, written_after=(), min_pairs=4) == []  # three others only

@@ -41,12 +41,12 @@ def test_locate_writes_every_key_the_issue_names(tmp_path):
     assert data["reading"] == "edit-matrix/dataset/cosine/mean-rank/k1/argmax"
 
 
-def test_locate_takes_the_lga_reading_options(tmp_path):
+def test_locate_takes_the_lga_reading_options_from_its_settings(tmp_path):
     out = tmp_path / "out.json"
     result = runner.invoke(app, ["locate", "--model", "tiny-gpt2", "--proxy", "3", "--json", str(out),
-                                 "--weights", "edit-matrix", "--old-answer", "dataset",
-                                 "--similarity", "cosine", "--combine",
-                                 "votes", "--fence-k", "-1", "--seed", "2"])
+                                 "-o", "weights=edit-matrix", "-o", "old_answer=dataset",
+                                 "--option", "similarity=cosine", "-o", "combine=votes",
+                                 "-o", "fence_k=none", "--seed", "2"])
     assert result.exit_code == 0, result.output
     data = json.loads(out.read_text())
     assert data["reading"] == "edit-matrix/dataset/cosine/votes/nofence/argmax"  # not the default
@@ -100,6 +100,27 @@ def test_bars_and_table_mark_golden_and_excluded_layers():
     text = console.export_text()
     assert "★ golden" in text and "excluded (outlier)" in text
     assert text.index("│     2 │") < text.index("│     3 │") < text.index("│     0 │") < text.index("│     1 │")
+
+
+def test_a_longer_bar_is_a_better_layer_whichever_end_of_the_scores_is_best():
+    from rich.console import Console
+
+    from goldenlayers.locate import LayerScores
+
+    def bars(scores):
+        console = Console(width=120, record=True)
+        console.print(layer_table(scores))
+        return {line.split("│")[2].strip(): line.split("│")[4].count("█")
+                for line in console.export_text().splitlines() if line.count("│") >= 5}
+
+    # a mean rank: layer 1 (rank 1.5) is best, layer 3 (rank 3.5) worst
+    ranks = LayerScores("lga", "m", "f", [2.0, 1.5, 3.0, 3.5], [], 1, [1, 0], [], 0.1, None,
+                        {"combine": "mean-rank"}, direction="argmin")
+    drawn = bars(ranks)
+    assert drawn["1"] == 24 and drawn["1"] > drawn["0"] > drawn["2"] > drawn["3"] == 0
+    sums = LayerScores("lga", "m", "f", [2.0, 1.5, 3.0, 3.5], [], 3, [3, 2], [], 0.1, None, {})
+    drawn = bars(sums)
+    assert drawn["3"] == 24 and drawn["3"] > drawn["2"] > drawn["0"] > drawn["1"] == 0
 
 
 def test_stability_line_names_the_most_frequent_winners():

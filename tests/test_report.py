@@ -86,18 +86,6 @@ def _analyse():
     return analyse(None, MANIFEST, build_grids(cells), located)
 
 
-def test_direction_and_fence_variants_only_re_read_sum_scores():
-    from goldenlayers.study.analysis import lga_variants
-    test = build_grids(synthetic_records()[0])[("zsre", "test", "r-rome")]
-    summed = LayerScores("lga", "tiny-llama", "f00", [5.0, 1.0, 9.0, 100.0], [3], 2, [2],
-                         [[5.0, 1.0, 9.0, 100.0]], 2.0, None, {"combine": "sum"})
-    assert {(v.direction, v.fence_k, v.layer) for v in lga_variants(test, summed)} >= {
-        ("argmax", None, 3), ("argmin", None, 1)}
-    # mean ranks of the layers the fences kept (NaN: fenced): flipping them is no reading at all
-    ranked = replace(summed, scores=[2.0, 3.0, 1.0, float("nan")], settings={"combine": "mean-rank"})
-    assert lga_variants(test, ranked) == []
-
-
 def test_grid_golden_layers_and_overall():
     grids = build_grids(synthetic_records()[0])
     test = grids[("zsre", "test", "r-rome")]
@@ -142,12 +130,9 @@ def test_analysis_tables_have_the_known_values():
     assert (lga.reading, cma.reading) == (READING, None)
     assert [r.note for r in table2] == [f"reading {READING}", "", "", ""]
     runtime = results.runtimes[0]
-    assert (runtime.lga_seconds, runtime.cma_seconds) == (2.0, 6.0)
+    assert runtime.locator_seconds == {"lga": 2.0, "cma": 6.0}
     assert runtime.bf_seconds == pytest.approx(2 * 4 * 0.5)  # 2 proxy requests x 4 layers x 0.5 s
     assert runtime.bf_all_layers_seconds == runtime.bf_seconds  # every layer was brute-forced
-    no_fence = next(v for v in results.lga_variants
-                    if v.dataset == "zsre" and v.fence_k is None and v.direction == "argmax")
-    assert no_fence.layer == 3  # without the fence the outlier layer wins
     assert "min-max" in results.overall_note
     # LGA's layer 2 against the Overall golden layer 1: (RwA + LOC) / 2 at each
     assert table2[0].regret[OVERALL].mean == pytest.approx((2.2 / 3 + 0.8) / 2 - (2.6 / 3 + 0.6) / 2)
@@ -195,7 +180,7 @@ def test_report_writes_every_table_and_figure(tmp_path):
     files = write_report(tmp_path, min_test_requests=3)
     titles = [t.title for t in files.tables]
     for expected in ("Table 1", "Table 2", "Table 3", "Table 4", "Table 5", "Table 6", "Figure 2",
-                     "Figure 4", "Locators against brute force", "LGA direction"):
+                     "Figure 4", "Locators against brute force"):
         assert any(title.startswith(expected) for title in titles), expected
     assert sorted(p.name for p in files.figures) == ["heatmap.png", "layers_counterfact.png",
                                                       "layers_zsre.png", "runtime.png"]

@@ -14,9 +14,13 @@ import subprocess
 import sys
 import time
 
+from dataclasses import dataclass
+
 import pytest
 
 from goldenlayers.engine import CellKey, CellRow, LocateRow, ResultsFolder
+from goldenlayers.locate import Locator
+from goldenlayers.locate.measure import measure
 from goldenlayers.errors import GoldenLayersError
 from goldenlayers.report import write_report
 from goldenlayers.study import SettingsMismatch, StudySettings, parse_layers, run_study
@@ -56,8 +60,8 @@ def test_cells_go_by_recomputed_columns_within_each_split(tiny_llama, monkeypatc
     """Consecutive requests share a value batch: narrow ones go together, wide ones together;
     the split and the proxy-then-test order stay."""
     from goldenlayers.data import EditRequest
-    from goldenlayers.study import experiments
-    from goldenlayers.study.experiments import DatasetPlan, cell_tasks
+    from goldenlayers.study import run as study_run
+    from goldenlayers.study.run import DatasetPlan, cell_tasks
 
     def request(case_id, target):
         return EditRequest(case_id, "Apple A5 was created by", "Apple A5", target)
@@ -73,7 +77,7 @@ def test_cells_go_by_recomputed_columns_within_each_split(tiny_llama, monkeypatc
     assert [t.key.layer for t in tasks] == [0, 1] * 5
     assert all(t.request.case_id == t.key.case_id for t in tasks)
     # sorted only within windows (here of 2 requests), so a stopped run has done nearly a prefix
-    monkeypatch.setattr(experiments, "ORDER_WINDOW_BATCHES", 2)
+    monkeypatch.setattr(study_run, "ORDER_WINDOW_BATCHES", 2)
     windowed = cell_tasks([plan], StudySettings("tiny-llama", ("d",)), tiny_llama, [0], 1)
     assert [t.key.case_id for t in windowed] == ["p2", "p1", "t1", "t2", "t3"]
 
@@ -248,7 +252,8 @@ def test_tiny_study_produces_every_table_and_figure(local_run):
         regret = table2["LGA"].regret["rewrite_accuracy"]
         assert regret.n == 2 and regret.low <= regret.mean <= regret.high
         assert table2["BF test (golden)"].regret["rewrite_accuracy"].mean == 0.0
-    assert all(r.lga_seconds > 0 and r.cma_seconds > 0 and r.bf_seconds > 0 for r in results.runtimes)
+    assert all(set(r.locator_seconds) == {"lga", "cma"} and min(r.locator_seconds.values()) > 0
+               and r.bf_seconds > 0 for r in results.runtimes)
     titles = " ".join(t.title for t in files.tables)
     for expected in ("Table 1", "Table 2", "Table 3", "Figure 2", "Figure 4", "Locators"):
         assert expected in titles
@@ -346,9 +351,9 @@ def test_campaign_report_chooses_each_pairs_reading_on_the_other_pairs(local_run
     from typer.testing import CliRunner
 
     from goldenlayers.cli import app
-    from goldenlayers.locate.readings import DEFAULT_READING, RuleFiveChoice
-    from goldenlayers.report.campaign import load_campaign
-    from goldenlayers.study.lga_readings import default_choice, out_of_sample
+    from campaign.report import load_campaign, main as campaign_report
+    from campaign.rules import RuleFiveChoice, default_choice, out_of_sample
+    from goldenlayers.locate.readings import DEFAULT_READING
 
     run_dir, _ = local_run
     shutil.copytree(run_dir, tmp_path / "results" / "tiny-llama",
@@ -390,12 +395,13 @@ def test_campaign_report_chooses_each_pairs_reading_on_the_other_pairs(local_run
     result = CliRunner().invoke(app, ["report", str(tmp_path / "results"), "--out",
                                       str(tmp_path / "few")])
     assert result.exit_code == 0, result.output
-    assert "not measured (n test < 20)" in (tmp_path / "few" / "campaign.md").read_text()
     assert "not measured (n test < 20), so in no table" in (
         tmp_path / "few" / "tiny-llama" / "report.md").read_text()
-    result = CliRunner().invoke(app, ["report", str(tmp_path / "results"), "--out",
-                                      str(tmp_path / "out"), "--min-test-requests", "1"])
-    assert result.exit_code == 0, result.output
+    assert not (tmp_path / "few" / "campaign.md").exists()  # the library knows no campaign
+    campaign_report([str(tmp_path / "results"), "--out", str(tmp_path / "few")])
+    assert "not measured (n test < 20)" in (tmp_path / "few" / "campaign.md").read_text()
+    campaign_report([str(tmp_path / "results"), "--out", str(tmp_path / "out"),
+                     "--min-test-requests", "1"])
     text = (tmp_path / "out" / "campaign.md").read_text()
     assert "Rule 5" in text and "needs three complete pairs" in text
     # every default so far was chosen on SmolLM2 pairs, so both tiny pairs are out of sample for it
@@ -403,6 +409,77 @@ def test_campaign_report_chooses_each_pairs_reading_on_the_other_pairs(local_run
     assert "Held out" in text and "tiny-llama x zsre" in text and "Proxy-size curve" in text
     assert "Rules 5 and 5b out of sample" in text and "No pair has completed since." in text
     assert (tmp_path / "out" / "tiny-llama" / "report.md").exists()
+
+
+@dataclass
+class MiddleSettings:
+    top_k: int = 5
+    seed: int = 0
+    pull: float = 1.0  # an option of this method only
+
+
+class MiddleLocator(Locator):
+    """A locator that names the middle layer: the registry's test, defined nowhere else."""
+
+    name = "middle"
+    settings_class = MiddleSettings
+    in_study = True
+    score_label = "closeness to the middle"
+
+    def locate(self, handle, requests):
+        with measure(handle.device) as cost:
+            middle = (handle.num_layers - 1) / 2
+            scores = [-self.settings.pull * abs(layer - middle) for layer in range(handle.num_layers)]
+        return self.result(handle, cost, scores, [scores] * len(requests),
+                           [r.case_id for r in requests], notes=["the middle, always"])
+
+
+def test_a_registered_locator_appears_in_locate_study_and_report(local_run, tmp_path, monkeypatch):
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from goldenlayers.cli import app
+    from goldenlayers.locate import LOCATORS
+
+    monkeypatch.setitem(LOCATORS, "middle", MiddleLocator)
+    runner = CliRunner()
+    out = tmp_path / "middle.json"
+    result = runner.invoke(app, ["locate", "--model", "tiny-llama", "--proxy", "2", "--method",
+                                 "middle", "-o", "pull=2.5", "--top-k", "3", "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    located = json.loads(out.read_text())
+    # 4 layers, middle 1.5: layers 1 and 2 tie, the shallower wins
+    assert (located["golden_layer"], located["top_k"]) == (1, [1, 2, 0])
+    assert located["settings"] == {"top_k": 3, "seed": 0, "pull": 2.5}
+    assert located["scores"] == [-3.75, -1.25, -1.25, -3.75]
+    refused = runner.invoke(app, ["locate", "--model", "tiny-llama", "--method", "middle",
+                                  "-o", "fence_k=1"])
+    assert "unknown MiddleSettings setting 'fence_k'; valid: top_k, seed, pull" in str(
+        refused.exception)
+    listed = runner.invoke(app, ["locators"])
+    assert listed.exit_code == 0 and "middle" in listed.output and "pull" in listed.output
+
+    run_dir, _ = local_run
+    folder = tmp_path / "study"
+    shutil.copytree(run_dir, folder, ignore=shutil.ignore_patterns("report*", "figures", "again"))
+    run = run_study(_settings(), folder)  # every cell is there: only the new locator runs
+    assert run.done_now == 0
+    rows = [row for row in ResultsFolder(folder).locate_rows() if row.method == "middle"]
+    assert sorted(row.dataset for row in rows) == ["counterfact", "zsre"]
+    files = write_report(folder, min_test_requests=2)
+    results = files.results
+    selected = {r.selector: r.layer for r in results.selection if r.dataset == "zsre"}
+    assert selected["MIDDLE"] == 1 and "CMA" in selected
+    assert all(r.locator_seconds.keys() == {"lga", "cma", "middle"} for r in results.runtimes)
+    middle = next(a for a in results.agreement if a.dataset == "zsre" and a.method == "middle")
+    assert middle.layer == 1 and middle.notes == ("the middle, always",)
+    text = files.markdown.read_text()
+    assert "| BF / MIDDLE |" in text and "LGA, CMA and MIDDLE ran on the proxy set" in text
+    assert "Per-layer scores on zsre: brute force, LGA, CMA, MIDDLE" in text
+    shown = runner.invoke(app, ["report", str(folder), "--min-test-requests", "2"])
+    header = " ".join(shown.output.split())  # the console wraps a long column header in a narrow terminal
+    assert shown.exit_code == 0 and "MIDDLE" in header and header.count("regret") == 3
 
 
 def test_a_second_study_on_the_same_folder_is_refused_while_one_runs(tmp_path):

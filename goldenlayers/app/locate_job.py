@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,8 +16,8 @@ from goldenlayers.data import load_dataset, split
 from goldenlayers.editing import get_editor
 from goldenlayers.editing.batches import ordered_for_batching
 from goldenlayers.engine import CellKey, CellRow, CellRunner, layer_batches
-from goldenlayers.locate.base import LayerScores, LocateError, get_locator
-from goldenlayers.locate.readings import DEFAULT_READING
+from goldenlayers.locate.base import (LayerScores, LocateError, get_locator, locator_class,
+                                      typed_options)
 from goldenlayers.models.handle import ModelHandle
 from goldenlayers.models.load import cache_dir
 from goldenlayers.progress import track
@@ -129,23 +130,10 @@ def verify_at_layer(handle: ModelHandle, requests, layer: int, editor: str = "r-
     return sorted(rows, key=lambda row: position[row.key.case_id])
 
 
-def locator_settings(method: str, *, top_k: int = 5, seed: int = 0, editor: str = "r-rome",
-                     fence_k: float | None = DEFAULT_READING.fence_k,
-                     direction: str = DEFAULT_READING.direction,
-                     weights: str = DEFAULT_READING.weights,
-                     old_answer: str = DEFAULT_READING.old_answer,
-                     similarity: str = DEFAULT_READING.similarity,
-                     combine: str = DEFAULT_READING.combine, layers: str = "all",
-                     dataset: str = "requests") -> dict[str, Any]:
-    """The command line's options as the settings of the chosen method (each takes what it has).
-
-    LGA's bootstrap stability uses ``seed`` too, so one seed reproduces the whole run."""
-    if method == "lga":
-        return dict(top_k=top_k, fence_k=fence_k, direction=direction, weights=weights,
-                    old_answer=old_answer, similarity=similarity, combine=combine,
-                    stability_seed=seed)
-    if method == "cma":
-        return dict(top_k=top_k, seed=seed)
-    if method == "brute-force":
-        return dict(top_k=top_k, editor=editor, layers=layers, dataset=dataset, seed=seed)
-    return {}  # get_locator names the methods that exist
+def options_as_settings(method: str, shared: Mapping[str, Any] | None = None,
+                     options: Sequence[str] = ()) -> dict[str, Any]:
+    """The command line's options as ``method``'s settings: the shared ones its settings have
+    (``Locator.shared_settings``), then its own ``key=value`` options, typed by its settings class
+    (an option it does not have is refused, naming those it has)."""
+    cls = locator_class(method)
+    return {**cls.shared_settings(shared or {}), **typed_options(cls.settings_class, options)}

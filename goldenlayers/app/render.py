@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from collections.abc import Mapping
 from pathlib import Path
 
 from rich.table import Table
 from rich.text import Text
 
-from goldenlayers.locate.base import LayerScores, LayerStability
+from goldenlayers.engine.ranking import oriented
+from goldenlayers.locate.base import LayerScores, LayerStability, Locator
 from goldenlayers.locate.fences import tukey_fences
 from goldenlayers.safety import atomic_path
 
@@ -25,8 +28,9 @@ def bar(fraction: float, width: int = 24) -> str:
 def layer_table(scores: LayerScores, title: str | None = None) -> Table:
     """Kept layers best first, then the excluded ones; the golden layer and exclusions marked.
 
-    Bars are |score| relative to the largest |score| among the kept layers (red when negative);
-    an excluded outlier beyond that scale is drawn full and marked with an arrow.
+    A longer bar is a better layer, whichever end of the scores is best (a mean rank: the lowest):
+    the bars run from the worst kept layer (empty) to the best (full), red where the score is
+    negative; an excluded outlier beyond the best is drawn full and marked with an arrow.
     """
     if scores.golden_layer is None:  # not applicable: nothing to rank
         table = Table(title=title or f"{scores.method}: no layer")
@@ -36,7 +40,10 @@ def layer_table(scores: LayerScores, title: str | None = None) -> Table:
         return table
     kept = scores.ranking()
     excluded = sorted(scores.excluded, key=lambda layer: -abs(_finite(scores.scores[layer])))
-    scale = max((abs(scores.scores[layer]) for layer in kept), default=0.0) or 1.0
+    goodness = oriented(scores.scores, scores.higher_is_better)  # higher = better, NaN worst
+    finite = [goodness[layer] for layer in kept if math.isfinite(goodness[layer])]
+    worst, best = (min(finite), max(finite)) if finite else (0.0, 1.0)
+    span = best - worst if best > worst else 1.0
     table = Table(title=title or f"{scores.method} layer scores: {scores.model}")
     # LGA's rank and vote readings score layers by mean rank (lowest best) or votes.
     score_name = {"mean-rank": "mean rank", "votes": "votes"}.get(
@@ -47,7 +54,7 @@ def layer_table(scores: LayerScores, title: str | None = None) -> Table:
     for rank, layer in enumerate(kept + excluded, start=1):
         value = scores.scores[layer]
         is_excluded = layer in scores.excluded
-        fraction = abs(_finite(value)) / scale
+        fraction = max(0.0, (goodness[layer] - worst) / span)
         colour = "grey50" if is_excluded else ("red" if value < 0 else "green")
         if layer == scores.golden_layer:
             colour = "bold yellow"
@@ -56,6 +63,20 @@ def layer_table(scores: LayerScores, title: str | None = None) -> Table:
                 else "excluded (outlier)" if is_excluded else "")
         table.add_row("–" if is_excluded else str(rank), str(layer), f"{value:.4g}",
                       Text(drawn, style=colour), mark)
+    return table
+
+
+def locators_table(locators: Mapping[str, type[Locator]]) -> Table:
+    """Each registered locator's options and defaults, and whether the study runs it."""
+    table = Table(title="Locators (goldenlayers locate --method NAME --option key=value)")
+    for column in ("method", "study", "option", "default"):
+        table.add_column(column)
+    for name, cls in locators.items():
+        for i, option in enumerate(dataclasses.fields(cls.settings_class)):
+            default = (option.default_factory() if option.default is dataclasses.MISSING
+                       else option.default)
+            table.add_row(name if i == 0 else "", ("yes" if cls.in_study else "no") if i == 0 else "",
+                          option.name, repr(default))
     return table
 
 

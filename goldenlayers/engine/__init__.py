@@ -4,9 +4,13 @@ through ``CellRunner.run_batch`` (``run`` is a batch of one)."""
 
 from goldenlayers.engine.cell import (CELL_METRICS, CellKey, CellRow, CellRunner, layer_batches,
                                       request_blocks, seed_everything, unit_overall)
-from goldenlayers.engine.grid import Grid, build_grids, grid_of, oriented, pick_index, union_grid
+from goldenlayers.engine.grid import Grid, build_grids, grid_of, pick_index, union_grid
+from goldenlayers.engine.ranking import (best_layer, direction_name, oriented, parse_direction,
+                                         rank_layers, signed)
 from goldenlayers.engine.results import LocateRow, ResultsFolder, read_cells
 
 __all__ = ["CELL_METRICS", "CellKey", "CellRow", "CellRunner", "Grid", "LocateRow",
-           "ResultsFolder", "build_grids", "grid_of", "layer_batches", "oriented", "pick_index",
-           "read_cells", "request_blocks", "seed_everything", "union_grid", "unit_overall"]
+           "ResultsFolder", "best_layer", "build_grids", "direction_name", "grid_of",
+           "layer_batches", "oriented", "parse_direction", "pick_index", "rank_layers",
+           "read_cells", "request_blocks", "seed_everything", "signed", "union_grid",
+           "unit_overall"]

@@ -1,8 +1,8 @@
-"""A grid of cells, A[request, layer, metric], and the one golden-layer picker.
+"""A grid of cells, A[request, layer, metric], and the golden layer it names.
 
 Brute force in ``locate`` and every table of a study read their layers from a ``Grid`` built from
-``CellRow``s, and name the golden layer with ``pick_layer``, which reads each metric's direction from
-``goldenlayers.evaluate.HIGHER_IS_BETTER``. Ties go to the shallower layer.
+``CellRow``s. Each metric's direction comes from ``goldenlayers.evaluate.HIGHER_IS_BETTER`` and the
+pick from ``engine.ranking`` (the one ranking rule: ties go to the shallower layer).
 """
 
 from __future__ import annotations
@@ -14,21 +14,15 @@ from dataclasses import dataclass
 import numpy as np
 
 from goldenlayers.engine.cell import CELL_METRICS, CellRow
+from goldenlayers.engine.ranking import best_layer, oriented, signed
 from goldenlayers.errors import GoldenLayersError
 from goldenlayers.evaluate import (Interval, PairedComparison, bootstrap_interval, higher_is_better,
                                    paired_comparison)
 
 
-def oriented(values: Sequence[float] | np.ndarray, metric: str) -> np.ndarray:
-    """Values turned so that higher is better; NaN (no edit made, no data) as the worst."""
-    array = np.asarray(values, dtype=np.float64)
-    array = array if higher_is_better(metric) else -array
-    return np.nan_to_num(array, nan=-np.inf)
-
-
 def pick_index(values: Sequence[float] | np.ndarray, metric: str) -> int:
     """Index of the best value by the metric's direction; ties: the first (shallower) one."""
-    return int(np.argmax(oriented(values, metric)))
+    return best_layer(values, (), higher_is_better(metric))
 
 
 @dataclass(frozen=True)
@@ -80,13 +74,13 @@ class Grid:
 
     def optimal_layers(self, name: str, tolerance: float = 1e-9) -> tuple[int, ...]:
         """Every layer whose mean ties the best one."""
-        means = oriented(self.layer_means(name), name)
+        means = oriented(self.layer_means(name), higher_is_better(name))
         return tuple(layer for layer, value in zip(self.layers, means) if value >= means.max() - tolerance)
 
     def sample_optimal(self, name: str) -> tuple[np.ndarray, np.ndarray]:
         """Per request (with every edit made): its best layer and its score there."""
         matrix = self.metric(name, complete=True)
-        best = np.argmax(oriented(matrix, name), axis=1)
+        best = np.argmax(oriented(matrix, higher_is_better(name)), axis=1)  # ties: shallower
         return np.asarray(self.layers)[best], matrix[np.arange(len(matrix)), best]
 
     def interval(self, name: str, layer: int, seed: int = 0) -> Interval:
@@ -99,14 +93,14 @@ class Grid:
         that positive = worse, as a bootstrap interval over the requests both have."""
         reference = self.golden_layer(name) if reference is None else reference
         matrix = self.metric(name)
-        sign = 1.0 if higher_is_better(name) else -1.0
-        differences = sign * (matrix[:, self.column(reference)] - matrix[:, self.column(layer)])
+        differences = signed(matrix[:, self.column(reference)] - matrix[:, self.column(layer)],
+                             higher_is_better(name))
         return bootstrap_interval(differences[~np.isnan(differences)], seed=seed)
 
     def compare(self, name: str, layer: int, reference: int, seed: int = 0) -> PairedComparison:
         """Paired t-test of ``reference``'s scores minus ``layer``'s over the requests with every
         edit made, oriented so that positive = ``layer`` is worse (two selectors' layers)."""
-        matrix = oriented(self.metric(name, complete=True), name)  # no NaN: every edit made
+        matrix = signed(self.metric(name, complete=True), higher_is_better(name))  # every edit made
         return paired_comparison(matrix[:, self.column(reference)], matrix[:, self.column(layer)],
                                  seed=seed)
 

@@ -3,7 +3,7 @@
 
 from goldenlayers.evaluate.fluency import FLUENCY_PROCEDURES, n_gram_entropy, word_tokens
 from goldenlayers.evaluate.metrics import (ALIAS_RULES, DEFAULT_METRICS, HIGHER_IS_BETTER,
-                                           LOWER_IS_BETTER, METRICS, OVERALL, TEACHER_FORCED,
+                                           METRICS, OVERALL, TEACHER_FORCED,
                                            Evaluation, PreEditState, RequestMetrics,
                                            compute_pre_edit, evaluate, higher_is_better,
                                            supports, token_accuracy)
@@ -13,7 +13,7 @@ from goldenlayers.evaluate.statistics import (Interval, PairedComparison, TTestR
                                               paired_comparison, regret_interval, t_test)
 
 __all__ = [
-    "ALIAS_RULES", "DEFAULT_METRICS", "FLUENCY_PROCEDURES", "HIGHER_IS_BETTER", "Interval", "LOWER_IS_BETTER",
+    "ALIAS_RULES", "DEFAULT_METRICS", "FLUENCY_PROCEDURES", "HIGHER_IS_BETTER", "Interval",
     "OVERALL", "PairedComparison", "TEACHER_FORCED", "bootstrap_interval", "higher_is_better",
     "minimum_detectable_difference", "paired_comparison", "METRICS", "NORMALISATIONS", "Evaluation",
     "OverallScores", "PreEditState", "RequestMetrics", "TTestResult", "compute_pre_edit", "evaluate",

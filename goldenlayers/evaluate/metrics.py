@@ -50,14 +50,12 @@ HIGHER_IS_BETTER: dict[str, bool] = {"rewrite_accuracy": True, "rephrase_accurac
 
 
 def higher_is_better(metric: str) -> bool:
-    """True when a larger value of ``metric`` is better (every metric here, and Overall)."""
+    """True when a larger value of ``metric`` is better (every metric here, and Overall): the
+    direction the golden-layer picker (``engine.grid``) ranks it by."""
     if metric not in HIGHER_IS_BETTER:
         raise GoldenLayersError(f"unknown metric {metric!r}; known: {', '.join(HIGHER_IS_BETTER)}")
     return HIGHER_IS_BETTER[metric]
 
-
-# Derived from HIGHER_IS_BETTER (empty: no metric is lower-is-better); kept for its importers.
-LOWER_IS_BETTER = frozenset(m for m, higher in HIGHER_IS_BETTER.items() if not higher)
 ALIAS_RULES = ("first", "best")
 DEFAULT_METRICS = TEACHER_FORCED  # fluency generates 100 tokens per request: ask for it by name
 

@@ -22,7 +22,6 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping, Sequence
 
 from goldenlayers.errors import GoldenLayersError
-from goldenlayers.evaluate.metrics import LOWER_IS_BETTER
 
 NORMALISATIONS = ("min-max", "none", "one-minus")
 
@@ -68,10 +67,13 @@ def _columns(rows: Sequence[Mapping[str, float]], metrics: Sequence[str] | None)
 
 
 def overall_score(rows: Sequence[Mapping[str, float]],
-                  lower_is_better: Collection[str] = LOWER_IS_BETTER,
+                  lower_is_better: Collection[str] = (),
                   normalisation: str = "min-max",
                   metrics: Sequence[str] | None = None) -> OverallScores:
-    """The Overall score of each row, over ``metrics`` (default: the first row's keys)."""
+    """The Overall score of each row, over ``metrics`` (default: the first row's keys).
+
+    ``lower_is_better``: metrics to negate first; none of ours (``HIGHER_IS_BETTER``), but a
+    table whose metric falls as it improves (the paper's FLC) names it here."""
     if normalisation not in NORMALISATIONS:
         raise GoldenLayersError(f"normalisation must be one of {', '.join(NORMALISATIONS)}, "
                                 f"not {normalisation!r}")

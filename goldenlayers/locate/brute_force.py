@@ -1,7 +1,7 @@
 """Brute force (paper §4): edit each request alone at each layer, score it, restore exactly.
 
-The cells are the engine's (``goldenlayers.engine``), the same ones a study runs, and the golden
-layer comes from the engine's picker, so ``locate --method brute-force`` and ``study`` name the same
+The cells are the engine's (``goldenlayers.engine``), the same ones a study runs, and the layers are
+ranked by ``engine.ranking`` as the engine's grids are, so ``locate --method brute-force`` and ``study`` name the same
 layer on the same grid. Exact and slow: requests x layers edits.
 """
 
@@ -17,7 +17,6 @@ from goldenlayers.engine import CellKey, CellRunner, Grid, grid_of, layer_batche
 from goldenlayers.engine.layers import parse_layers
 from goldenlayers.evaluate import METRICS, OVERALL, TEACHER_FORCED, higher_is_better, supports
 from goldenlayers.locate.base import LayerScores, LocateError, Locator, check_positive, register
-from goldenlayers.locate.fences import rank_layers
 from goldenlayers.locate.measure import measure
 from goldenlayers.models.handle import ModelHandle
 from goldenlayers.progress import track
@@ -49,14 +48,28 @@ class BruteForceSettings:
 class BruteForceLocator(Locator):
     name = "brute-force"
     settings_class = BruteForceSettings
+    scores_are_means = True
+    score_label = "brute-force mean"
 
     def locate(self, handle: ModelHandle, requests) -> LayerScores:
         """The golden layer by ``settings.metric``; ``search`` gives the whole grid."""
-        s: BruteForceSettings = self.settings
         with measure(handle.device) as cost:
             grid = self.search(handle, requests)
-        return layer_scores(grid, s.metric, handle, cost.seconds, cost.peak_memory_bytes,
-                            self.settings_dict(), s.top_k)
+        return self.grid_scores(handle, grid, cost)
+
+    def grid_scores(self, handle: ModelHandle, grid: Grid, cost) -> LayerScores:
+        """The locator view of a grid: every model layer's mean of ``settings.metric`` (NaN where
+        not brute-forced), ranked by the metric's declared direction, as the engine's grids are."""
+        metric = self.settings.metric
+        scores = [float("nan")] * handle.num_layers
+        for layer, value in zip(grid.layers, grid.layer_means(metric)):
+            scores[layer] = float(value)
+        skipped = [layer for layer in range(handle.num_layers) if layer not in grid.layers]
+        notes = [f"{sum(grid.failures)} edits failed and have no score"] if sum(grid.failures) else []
+        if skipped:
+            notes.append(f"layers {', '.join(map(str, skipped))} were not brute-forced (--layers)")
+        return self.result(handle, cost, scores, grid.metric(metric), grid.case_ids,
+                           excluded=skipped, higher_is_better=higher_is_better(metric), notes=notes)
 
     def search(self, handle: ModelHandle, requests, split: str = "proxy") -> Grid:
         s: BruteForceSettings = self.settings
@@ -81,26 +94,3 @@ class BruteForceLocator(Locator):
         if failed:
             log.warning("%d of %d edits failed; first: %s", len(failed), len(rows), failed[0].error)
         return grid_of(s.dataset, split, s.editor, rows)
-
-
-def layer_scores(grid: Grid, metric: str, handle: ModelHandle, seconds: float,
-                 peak_memory_bytes: int | None, settings: dict[str, Any], top_k: int) -> LayerScores:
-    """The locator view of a grid: every model layer's mean (NaN where not brute-forced), the
-    engine's picker's golden layer, best first by the metric's declared direction."""
-    means = grid.layer_means(metric)
-    scores = [float("nan")] * handle.num_layers
-    for layer, value in zip(grid.layers, means):
-        scores[layer] = float(value)
-    skipped = [layer for layer in range(handle.num_layers) if layer not in grid.layers]
-    direction = "argmax" if higher_is_better(metric) else "argmin"
-    ranked = rank_layers(scores, skipped, direction)
-    notes = [f"{sum(grid.failures)} edits failed and have no score"] if sum(grid.failures) else []
-    if skipped:
-        notes.append(f"layers {', '.join(map(str, skipped))} were not brute-forced (--layers)")
-    per_request = grid.metric(metric)
-    return LayerScores(
-        method="brute-force", model=handle.name, model_fingerprint=handle.fingerprint,
-        scores=scores, excluded=skipped, golden_layer=grid.golden_layer(metric), top_k=ranked[:top_k],
-        per_request=[[float(v) for v in row] for row in per_request], seconds=seconds,
-        peak_memory_bytes=peak_memory_bytes, settings={**settings, "metric": metric},
-        direction=direction, request_ids=list(grid.case_ids), notes=notes)

@@ -18,8 +18,8 @@ import torch
 from torch import nn
 
 from goldenlayers.locate.answers import old_answers
-from goldenlayers.locate.base import (LayerScores, LocateError, Locator, check_positive, register,
-                                      summarise)
+from goldenlayers.locate.base import LayerScores, LocateError, Locator, check_positive, register
+from goldenlayers.locate.fences import excluded_layers
 from goldenlayers.locate.measure import measure
 from goldenlayers.models.handle import ModelHandle, apply_head, hidden_states, last_prompt_logits
 from goldenlayers.models.hooks import trace
@@ -175,6 +175,8 @@ def known_facts(handle: ModelHandle, requests, answers: list[str]) -> list[bool]
 class CausalTracingLocator(Locator):
     name = "cma"
     settings_class = CMASettings
+    in_study = True
+    score_label = "CMA indirect effect"
 
     def locate(self, handle: ModelHandle, requests) -> LayerScores:
         s: CMASettings = self.settings
@@ -193,14 +195,9 @@ class CausalTracingLocator(Locator):
             return self._not_applicable(handle, requests, used, notes, cost)
         notes.append(f"sigma (std of subject-token embeddings) = {sigma:.4g}; "
                      f"noise std = {s.noise * sigma:.4g}")
-        excluded, golden, top = summarise(scores.tolist(), fence_k=s.fence_k, direction="argmax",
-                                          top_k=s.top_k)
-        return LayerScores(
-            method=self.name, model=handle.name, model_fingerprint=handle.fingerprint,
-            scores=scores.tolist(), excluded=excluded, golden_layer=golden, top_k=top,
-            per_request=effects.tolist(), seconds=cost.seconds,
-            peak_memory_bytes=cost.peak_memory_bytes, settings=self.settings_dict(),
-            request_ids=[str(requests[i].case_id) for i in used], notes=notes)
+        return self.result(handle, cost, scores.tolist(), effects.tolist(),
+                           [requests[i].case_id for i in used],
+                           excluded=excluded_layers(scores.tolist(), s.fence_k), notes=notes)
 
     def _not_applicable(self, handle: ModelHandle, requests, used: list[int], notes: list[str],
                         cost) -> LayerScores:

@@ -1,7 +1,8 @@
-"""Outlier exclusion (Tukey's fences) and the choice of the golden layer from per-layer scores.
+"""Outlier exclusion (Tukey's fences) from per-layer scores.
 
 Pure functions on a score vector (one float per layer). Without the fences, edge layers with huge
-gradients tend to win LGA (docs/method.md, "The fences").
+gradients tend to win LGA (docs/method.md, "The fences"). The kept layers are ranked by
+``engine.ranking``.
 """
 
 from __future__ import annotations
@@ -10,8 +11,6 @@ import math
 from collections.abc import Sequence
 
 import torch
-
-DIRECTIONS = ("argmax", "argmin")
 
 
 def tukey_fences(scores: Sequence[float], k: float = 1.0) -> tuple[float, float]:
@@ -35,23 +34,3 @@ def excluded_layers(scores: Sequence[float], k: float | None = 1.0) -> list[int]
         return [layer for layer, s in enumerate(scores) if not math.isfinite(s)]
     low, high = tukey_fences(scores, k)
     return [layer for layer, s in enumerate(scores) if not (math.isfinite(s) and low <= s <= high)]
-
-
-def rank_layers(scores: Sequence[float], excluded: Sequence[int] = (),
-                direction: str = "argmax") -> list[int]:
-    """Kept layers, best first; equal scores keep the shallower layer first."""
-    if direction not in DIRECTIONS:
-        raise ValueError(f"direction must be one of {', '.join(DIRECTIONS)}, not {direction!r}")
-    sign = -1.0 if direction == "argmax" else 1.0
-    dropped = set(excluded)
-    kept = [layer for layer in range(len(scores)) if layer not in dropped]
-    return sorted(kept, key=lambda layer: (sign * scores[layer], layer))
-
-
-def golden_layer(scores: Sequence[float], excluded: Sequence[int] = (),
-                 direction: str = "argmax") -> int:
-    """argmax (or argmin) of the scores over the kept layers; ties go to the shallower layer."""
-    ranked = rank_layers(scores, excluded, direction)
-    if not ranked:
-        raise ValueError("every layer is excluded: there is no layer to choose")
-    return ranked[0]

@@ -29,7 +29,7 @@ from goldenlayers.locate.answers import greedy_answers, old_answers as read_old_
 from goldenlayers.locate.base import LayerScores, LocateError, Locator, check_positive, register
 from goldenlayers.locate.readings import (DEFAULT_READING, GradientProducts, LGAReading,
                                           layer_stability, read, similarity_matrix)
-from goldenlayers.locate.measure import measure
+from goldenlayers.locate.measure import Measurement, measure
 from goldenlayers.models.handle import ModelHandle, target_nll
 from goldenlayers.models.hooks import trace
 from goldenlayers.progress import track
@@ -221,6 +221,16 @@ def compute_products(handle: ModelHandle, requests,
 class LGALocator(Locator):
     name = "lga"
     settings_class = LGASettings
+    in_study = True
+    score_label = "LGA score S(l)"
+
+    @classmethod
+    def shared_settings(cls, shared):
+        """The bootstrap's seed is the run's seed, so one seed reproduces the whole run."""
+        settings = super().shared_settings(shared)
+        if "seed" in shared:
+            settings["stability_seed"] = shared["seed"]
+        return settings
 
     def locate(self, handle: ModelHandle, requests) -> LayerScores:
         s: LGASettings = self.settings
@@ -235,21 +245,18 @@ class LGALocator(Locator):
             return self.not_applicable(
                 handle, cost, [f"not applicable: {reason}; no golden layer (--old-answer {other} "
                                "reads the old answers another way)"], [], reading=s.reading().name)
-        return self.layer_scores(handle, products, cost.seconds, cost.peak_memory_bytes)
+        return self.layer_scores(handle, products, cost)
 
-    def layer_scores(self, handle: ModelHandle, products: GradientProducts, seconds: float = 0.0,
-                     peak_memory_bytes: int | None = None) -> LayerScores:
+    def layer_scores(self, handle: ModelHandle, products: GradientProducts,
+                     cost: Measurement | None = None) -> LayerScores:
         """The settings' reading of these products as ``LayerScores`` (one implementation)."""
         s: LGASettings = self.settings
         reading = s.reading()
         result = read(products, reading)
         stability = (layer_stability(products, reading, s.stability_resamples, s.stability_seed)
                      if s.stability_resamples else None)
-        return LayerScores(
-            method=self.name, model=handle.name, model_fingerprint=handle.fingerprint,
-            scores=result.scores.tolist(), excluded=result.excluded,
-            golden_layer=result.golden_layer, top_k=result.ranking[:s.top_k],
-            per_request=similarity_matrix(products, reading.similarity).tolist(), seconds=seconds,
-            peak_memory_bytes=peak_memory_bytes, settings=self.settings_dict(),
-            direction=result.direction, request_ids=list(products.request_ids),
-            notes=list(products.notes), stability=stability, reading=reading.name)
+        return self.result(handle, cost or Measurement(), result.scores.tolist(),
+                           similarity_matrix(products, reading.similarity).tolist(),
+                           products.request_ids, excluded=result.excluded,
+                           higher_is_better=result.higher_is_better, notes=products.notes,
+                           stability=stability, reading=reading.name)

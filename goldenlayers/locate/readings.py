@@ -33,9 +33,10 @@ from typing import Any
 
 import numpy as np
 
+from goldenlayers.engine.ranking import DIRECTIONS, oriented, parse_direction, rank_layers
 from goldenlayers.locate.answers import OLD_ANSWER_SOURCES
 from goldenlayers.locate.base import LayerStability, LocateError, check_choice, check_positive
-from goldenlayers.locate.fences import DIRECTIONS, excluded_layers, rank_layers
+from goldenlayers.locate.fences import excluded_layers
 
 WEIGHTS = ("edit-matrix", "mlp")  # the matrix editors rewrite, or every matrix of the block's MLP
 SIMILARITIES = ("raw", "cosine")
@@ -153,42 +154,12 @@ class LGAReading:
         return self.name
 
 
-# The reading fixed before the evidence campaign's first cell, reported beside the chosen one.
-PREREGISTERED_READING = LGAReading()
-
-
-@dataclass(frozen=True)
-class RuleFiveChoice:
-    """A default chosen by rule 5 of docs/findings.md (the lowest mean regret over every complete
-    campaign pair) and the pairs ("model x data set") it was chosen on: on any other pair its
-    regret is out of sample."""
-
-    reading: LGAReading
-    chosen_on: tuple[str, ...]
-    when: str
-
-
-# Every default rule 5 has chosen, oldest first; the last is the one in force. Earlier ones stay so
-# the report can show how each did on the pairs that completed after it was chosen. A re-application
-# that chooses the reading already in force adds no entry (six pairs, 2026-12-03: the same reading),
-# so the in-force entry's out-of-sample pairs stay the ones that completed after its first choice.
-DEFAULT_HISTORY = (
-    RuleFiveChoice(LGAReading(weights="mlp", old_answer="greedy"),
-                   ("smollm2-135m x counterfact", "smollm2-135m x wikicounterfact",
-                    "smollm2-135m x zsre"), "2026-12-02, three complete pairs"),
-    RuleFiveChoice(LGAReading(similarity="cosine", combine="mean-rank", fence_k=1.5),
-                   ("smollm2-135m x counterfact", "smollm2-135m x wikicounterfact",
-                    "smollm2-135m x wikirecent", "smollm2-135m x zsre"),
-                   "2026-12-02, four complete pairs"),
-    RuleFiveChoice(LGAReading(similarity="cosine", combine="mean-rank"),
-                   ("gemma3-270m x counterfact", "smollm2-135m x counterfact",
-                    "smollm2-135m x wikicounterfact", "smollm2-135m x wikirecent",
-                    "smollm2-135m x zsre"), "2026-12-02, five complete pairs"),
-)
 # The reading LGASettings and `goldenlayers locate` default to: the edit matrix's gradients against
 # the data set's old answer (the model's greedy one where missing), cosine per request and layer,
 # layers ranked per request and the ranks averaged, Tukey's fences with k = 1, the best mean rank.
-DEFAULT_READING = DEFAULT_HISTORY[-1].reading
+# Chosen on the evidence campaign's results by rule 5 of docs/findings.md (campaign/rules.py keeps
+# the rules and every earlier choice).
+DEFAULT_READING = LGAReading(similarity="cosine", combine="mean-rank")
 
 
 def all_readings(fence_ks: Sequence[float | None] = FENCE_KS) -> list[LGAReading]:
@@ -226,9 +197,9 @@ def fenced_layers(per_request: np.ndarray, fence_k: float | None) -> list[int]:
 
 def request_ranks(per_request: np.ndarray, kept: Sequence[int], direction: str) -> np.ndarray:
     """(R, K) rank of each kept layer within each request, 1 = best; equal values: shallower first."""
-    oriented = per_request[:, kept] * (-1.0 if direction == "argmax" else 1.0)
-    # A stable sort on the oriented values keeps equal values in layer order (kept is ascending).
-    order = np.argsort(oriented, axis=1, kind="stable")
+    best_first = -oriented(per_request[:, kept], parse_direction(direction))
+    # A stable sort keeps equal values in layer order (kept is ascending).
+    order = np.argsort(best_first, axis=1, kind="stable")
     ranks = np.empty_like(order)
     np.put_along_axis(ranks, order, np.arange(1, len(kept) + 1)[None, :].repeat(len(order), 0), 1)
     return ranks
@@ -253,10 +224,11 @@ def combined_scores(per_request: np.ndarray, excluded: Sequence[int], combine: s
     return scores
 
 
-def score_direction(reading: LGAReading) -> str:
+def scores_higher_is_better(reading: LGAReading) -> bool:
     """Which end of ``reading_scores`` is best: the reading's own direction for sums; the lowest
     mean rank; the most votes."""
-    return {"sum": reading.direction, "mean-rank": "argmin", "votes": "argmax"}[reading.combine]
+    return {"sum": parse_direction(reading.direction), "mean-rank": False,
+            "votes": True}[reading.combine]
 
 
 @dataclass(frozen=True, eq=False)
@@ -266,7 +238,7 @@ class ReadingResult:
     scores: np.ndarray
     excluded: list[int]
     golden_layer: int
-    direction: str  # which end of ``scores`` is best (``score_direction``)
+    higher_is_better: bool  # which end of ``scores`` is best (``scores_higher_is_better``)
     ranking: list[int] = field(default_factory=list)  # kept layers, best first
 
 
@@ -276,11 +248,11 @@ def read_similarity(per_request: np.ndarray, reading: LGAReading) -> ReadingResu
         raise LocateError("a reading needs at least one request")
     excluded = fenced_layers(per_request, reading.fence_k)
     scores = combined_scores(per_request, excluded, reading.combine, reading.direction)
-    direction = score_direction(reading)
-    ranking = rank_layers(scores.tolist(), excluded, direction)
+    higher_is_better = scores_higher_is_better(reading)
+    ranking = rank_layers(scores, excluded, higher_is_better)
     if not ranking:
         raise LocateError(f"every layer is excluded under {reading.name}: no layer to choose")
-    return ReadingResult(scores, excluded, ranking[0], direction, ranking)
+    return ReadingResult(scores, excluded, ranking[0], higher_is_better, ranking)
 
 
 def read(products: GradientProducts, reading: LGAReading) -> ReadingResult:

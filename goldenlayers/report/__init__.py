@@ -1,4 +1,5 @@
-"""``write_report(run_dir)``: a finished study's tables and figures as Markdown and one HTML page.
+"""``write_report(run_dir)``: a finished study's tables and figures as Markdown and one HTML page;
+``write_reports(root)``: one per study folder of a folder of studies (``results/<model>/``).
 
 Writes ``report.md`` (with ``figures/*.png`` beside it) and ``report.html`` (self-contained) in the
 run directory. Needs only the results store, not the model. A data set with fewer than
@@ -12,12 +13,14 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from goldenlayers.errors import GoldenLayersError
 from goldenlayers.report import figures as figs
 from goldenlayers.report.render import html_page, markdown
-from goldenlayers.report.tables import MIN_TEST_REQUESTS, Table, all_tables
+from goldenlayers.report.tables import MIN_TEST_REQUESTS, Table, all_tables, locator_labels
 from goldenlayers.study.analysis import StudyResults, load_results
+from goldenlayers.study.store import MANIFEST
 
-__all__ = ["ReportFiles", "Table", "write_report"]
+__all__ = ["ReportFiles", "Table", "study_folders", "write_report", "write_reports"]
 
 
 @dataclass(frozen=True)
@@ -38,7 +41,8 @@ def captions(results: StudyResults) -> dict[str, str]:
     named = {"heatmap.png": "Test rewrite accuracy per layer and data set (Figure 2)",
              "runtime.png": "Layer search wall time (Figure 4)"}
     for dataset in results.datasets:
-        named[f"layers_{slug(dataset)}.png"] = f"Per-layer scores on {dataset}: brute force, LGA, CMA"
+        named[f"layers_{slug(dataset)}.png"] = (f"Per-layer scores on {dataset}: "
+                                                f"{', '.join(('brute force', *locator_labels()))}")
     return named
 
 
@@ -69,3 +73,21 @@ def write_report(run_dir: str | Path, out_dir: str | Path | None = None,
     md_path.write_text(markdown(results, tables, {named[n]: f"figures/{n}" for n in images}))
     html_path.write_text(html_page(results, tables, {named[n]: data for n, data in images.items()}))
     return ReportFiles(md_path, html_path, tuple(paths), tuple(tables), results)
+
+
+def study_folders(root: str | Path) -> list[Path]:
+    """The study folders directly under ``root`` (each with its ``study.json``)."""
+    return sorted(p.parent for p in Path(root).glob(f"*/{MANIFEST}"))
+
+
+def write_reports(root: str | Path, out_dir: str | Path,
+                  min_test_requests: int = MIN_TEST_REQUESTS) -> tuple[list[ReportFiles], list[str]]:
+    """A report per study folder under ``root``, each in ``out_dir/<folder name>``; a folder with
+    nothing to analyse yet is named in the second list (with why), not an error."""
+    written, waiting = [], []
+    for folder in study_folders(root):
+        try:
+            written.append(write_report(folder, Path(out_dir) / folder.name, min_test_requests))
+        except GoldenLayersError as error:
+            waiting.append(f"{folder.name}: {error}")
+    return written, waiting

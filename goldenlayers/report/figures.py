@@ -12,7 +12,10 @@ import numpy as np  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
+from goldenlayers.locate.base import locator_class, study_locators  # noqa: E402
 from goldenlayers.study.analysis import PRIMARY, StudyResults  # noqa: E402
+
+COLOURS = ("tab:green", "tab:purple", "tab:orange", "tab:brown", "tab:pink", "tab:olive")
 
 
 def png(figure) -> bytes:
@@ -52,8 +55,11 @@ def heatmap(results: StudyResults) -> bytes:
 
 
 def layer_scores(results: StudyResults, dataset: str) -> bytes:
-    """Brute-force accuracy per layer (with 95% intervals) beside LGA's and CMA's scores."""
-    figure, axes = plt.subplots(3, 1, figsize=(7, 6.5), sharex=True)
+    """Brute-force accuracy per layer (with 95% intervals) beside each locator's scores."""
+    methods = study_locators()
+    figure, axes = plt.subplots(1 + len(methods), 1, figsize=(7, 6.5 * (1 + len(methods)) / 3),
+                                sharex=True, squeeze=False)
+    axes = axes[:, 0]
     for split, grid in (("test", results.test[dataset]), ("proxy", results.proxy[dataset])):
         intervals = results.layer_means[(dataset, split)][PRIMARY]
         means = np.array([i.mean for i in intervals])
@@ -62,38 +68,42 @@ def layer_scores(results: StudyResults, dataset: str) -> bytes:
                          label=f"{split} set (n = {len(grid.case_ids)})")
     axes[0].set_ylabel("BF rewrite acc.")
     axes[0].legend(fontsize=8)
-    for axis, method, label in ((axes[1], "lga", "LGA score S(l)"), (axes[2], "cma", "CMA indirect effect")):
-        scores = results.locators.get((dataset, method))
-        colour = "tab:green" if method == "lga" else "tab:purple"
-        if scores is None:
-            axis.set_ylabel(label)
-            continue
-        axis.plot(np.arange(len(scores.scores)), scores.scores, marker="o", color=colour)
-        if scores.excluded:
-            axis.scatter(scores.excluded, [scores.scores[layer] for layer in scores.excluded],
-                         marker="x", color="red", zorder=3, label="excluded by the fences")
-            axis.legend(fontsize=8)
-        axis.set_ylabel(label)
-        if scores.golden_layer is None:
-            axis.text(0.5, 0.5, "no layer: not applicable", transform=axis.transAxes, ha="center")
-            continue
-        for other in axes:
-            other.axvline(scores.golden_layer, linestyle="--", linewidth=1, color=colour)
-    axes[2].set_xlabel("layer (dashed: LGA green, CMA purple)")
-    axes[2].xaxis.set_major_locator(MaxNLocator(integer=True))
+    for axis, method, colour in zip(axes[1:], methods, COLOURS):
+        _locator_scores(axes, axis, results.locators.get((dataset, method)),
+                        locator_class(method).score_label, colour)
+    axes[-1].set_xlabel("layer (dashed: " + ", ".join(
+        f"{m.upper()} {c.removeprefix('tab:')}" for m, c in zip(methods, COLOURS)) + ")")
+    axes[-1].xaxis.set_major_locator(MaxNLocator(integer=True))
     axes[0].set_title(f"{dataset}: per-layer scores", fontsize=10)
     return png(figure)
 
 
+def _locator_scores(axes, axis, scores, label: str, colour: str) -> None:
+    """One locator's scores on ``axis``, its layer dashed on every axis."""
+    axis.set_ylabel(label)
+    if scores is None:
+        return
+    axis.plot(np.arange(len(scores.scores)), scores.scores, marker="o", color=colour)
+    if scores.excluded:
+        axis.scatter(scores.excluded, [scores.scores[layer] for layer in scores.excluded],
+                     marker="x", color="red", zorder=3, label="excluded by the fences")
+        axis.legend(fontsize=8)
+    if scores.golden_layer is None:
+        axis.text(0.5, 0.5, "no layer: not applicable", transform=axis.transAxes, ha="center")
+        return
+    for other in axes:
+        other.axvline(scores.golden_layer, linestyle="--", linewidth=1, color=colour)
+
+
 def runtimes(results: StudyResults) -> bytes:
-    """Wall time of LGA, CMA and brute force (all layers) on each proxy set, log scale."""
+    """Wall time of each locator and of brute force (all layers) on each proxy set, log scale."""
     figure, axis = plt.subplots(figsize=(max(5, 1.8 * len(results.runtimes) + 2), 3.5))
-    width, x = 0.27, np.arange(len(results.runtimes))
-    bars = (("LGA", [r.lga_seconds for r in results.runtimes]),
-            ("CMA", [r.cma_seconds for r in results.runtimes]),
-            ("brute force (all layers)", [r.bf_all_layers_seconds for r in results.runtimes]))
+    bars = [(method.upper(), [r.locator_seconds[method] for r in results.runtimes])
+            for method in study_locators()]
+    bars.append(("brute force (all layers)", [r.bf_all_layers_seconds for r in results.runtimes]))
+    width, x = 0.81 / len(bars), np.arange(len(results.runtimes))
     for i, (label, seconds) in enumerate(bars):
-        axis.bar(x + (i - 1) * width, seconds, width, label=label)
+        axis.bar(x + (i - (len(bars) - 1) / 2) * width, seconds, width, label=label)
     axis.set_xticks(x, [r.dataset for r in results.runtimes])
     axis.set_yscale("log")
     axis.set_ylabel("seconds")

@@ -6,6 +6,7 @@ import math
 from dataclasses import dataclass
 
 from goldenlayers.evaluate import METRICS, OVERALL, Interval, higher_is_better
+from goldenlayers.locate.base import study_locators
 from goldenlayers.study.analysis import StudyResults, reading_label
 
 LABELS = {"rewrite_accuracy": "RwA", "rephrase_accuracy": "RpA", "locality": "LOC",
@@ -24,6 +25,16 @@ class Table:
     columns: tuple[str, ...]
     rows: tuple[tuple[str, ...], ...]
     note: str = ""
+
+
+def listed(names: list[str] | tuple[str, ...]) -> str:
+    """"A", "A and B", "A, B and C"."""
+    return " and ".join(filter(None, (", ".join(names[:-1]), *names[-1:])))
+
+
+def locator_labels() -> tuple[str, ...]:
+    """How tables name the locators the study runs (LGA, CMA)."""
+    return tuple(method.upper() for method in study_locators())
 
 
 def fmt(value: float | None, digits: int = 4) -> str:
@@ -120,7 +131,7 @@ def selection_table(results: StudyResults) -> Table:
     return Table("Table 2: the test set edited at the layer each method selects",
                  ("data set", "selector", "layer", *(LABELS[m] for m in metrics), "OV",
                   "OV (min-max)", "regret RwA [95% CI]", "regret OV [95% CI]", "note"),
-                 rows, "LGA and CMA ran on the proxy set; BF proxy / BF test: the brute-force golden "
+                 rows, f"{listed(locator_labels())} ran on the proxy set; BF proxy / BF test: the brute-force golden "
                  "layer by rewrite accuracy on the proxy / test set (the latter is the oracle). OV: "
                  "the mean per-edit Overall; OV (min-max): the paper's, over the rows of each data "
                  "set. Regret: the test golden layer's mean minus this layer's, bootstrap 95% "
@@ -170,23 +181,15 @@ def editor_comparison_table(results: StudyResults) -> Table:
                  "comparison, whether the two editors' scores differ on average over the layers.")
 
 
-def lga_variant_table(results: StudyResults) -> Table:
-    rows = tuple((v.dataset, v.direction, "none" if v.fence_k is None else f"{v.fence_k:g}",
-                  str(v.layer), fmt(v.accuracy), fmt(v.regret)) for v in results.lga_variants)
-    return Table("LGA direction and Tukey fence, from the stored LGA scores",
-                 ("data set", "direction", "fence k", "layer", "test RwA", "regret"), rows,
-                 "sum readings only (S(l) itself); – where that layer was not brute-forced (see "
-                 "--layers). Every reading, from the gradient products: campaign.md.")
-
-
 def runtime_table(results: StudyResults) -> Table:
-    rows = tuple((r.dataset, fmt(r.lga_seconds, 1), fmt(r.cma_seconds, 1),
+    methods, labels = study_locators(), locator_labels()
+    rows = tuple((r.dataset, *(fmt(r.locator_seconds[m], 1) for m in methods),
                   f"{fmt(r.bf_seconds, 1)} ({r.bf_layers} layers)", fmt(r.bf_all_layers_seconds, 1),
-                  ratio(r.bf_all_layers_seconds, r.lga_seconds),
-                  ratio(r.bf_all_layers_seconds, r.cma_seconds)) for r in results.runtimes)
+                  *(ratio(r.bf_all_layers_seconds, r.locator_seconds[m]) for m in methods))
+                 for r in results.runtimes)
     return Table("Figure 4 (table): wall time on the proxy set, seconds",
-                 ("data set", "LGA", "CMA", "brute force", "brute force, all layers", "BF / LGA",
-                  "BF / CMA"), rows,
+                 ("data set", *labels, "brute force", "brute force, all layers",
+                  *(f"BF / {label}" for label in labels)), rows,
                  "brute force = the sum of its units (one edit and the data set's metrics each); "
                  "'all layers' scales it to every layer of the model.")
 
@@ -194,5 +197,5 @@ def runtime_table(results: StudyResults) -> Table:
 def all_tables(results: StudyResults) -> list[Table]:
     return [table1(results), *proxy_vs_test_tables(results), *layer_means_tables(results),
             union_table(results), selection_table(results), agreement_table(results),
-            lga_variant_table(results), runtime_table(results), editor_table(results),
+            runtime_table(results), editor_table(results),
             editor_comparison_table(results)]

@@ -9,7 +9,7 @@ folder's JSON-lines result files (``engine.results``); running again skips what 
 
 from goldenlayers.study.analysis import StudyResults, load_results
 from goldenlayers.study.executor import EXECUTORS, CellTask, CellWorker, WorkerSpec, make_executor
-from goldenlayers.study.experiments import DatasetPlan, StudyRun, plan_datasets, run_study
+from goldenlayers.study.run import DatasetPlan, StudyRun, plan_datasets, run_study
 from goldenlayers.study.settings import StudySettings, parse_layers
 from goldenlayers.study.store import SettingsMismatch, read_manifest
 

@@ -7,9 +7,9 @@
 - Tables 3-8: the proxy golden layer scored on the test set against the test golden layer, with
   the regret's interval.
 - Figure 2: the golden layer of the proxy union on each test set.
-- Table 2 / agreement: the test set at the LGA, CMA and brute-force layers, regret on rewrite
-  accuracy and Overall with intervals; CMA is "not applicable" where it traced too few known facts.
-- LGA variants: the layer each reading of LGA's stored scores gives, and its regret.
+- Table 2 / agreement: the test set at the layers of each locator the study runs
+  (``locate.study_locators``: LGA, CMA) and of brute force, regret on rewrite accuracy and Overall
+  with intervals; a locator that named no layer (CMA with too few known facts) is "not applicable".
 - Runtimes, and the golden layer of each editor where several were run.
 Needs no model. A study still running is analysed as far as it got (the tables say n).
 """
@@ -25,20 +25,16 @@ import numpy as np
 from scipy import stats
 
 from goldenlayers.engine import (Grid, LocateRow, ResultsFolder, build_grids, pick_index,
-                                 union_grid)
+                                 signed, union_grid)
 from goldenlayers.errors import GoldenLayersError
 from goldenlayers.evaluate import (OVERALL, Interval, PairedComparison, TTestResult,
                                    bootstrap_interval, higher_is_better, overall_score,
                                    paired_comparison, t_test)
-from goldenlayers.locate.base import LayerScores
-from goldenlayers.locate.fences import excluded_layers, golden_layer
-from goldenlayers.study.settings import LOCATORS
+from goldenlayers.locate.base import LayerScores, study_locators
 from goldenlayers.study.store import read_manifest
 
 PRIMARY = "rewrite_accuracy"  # the metric of Table 1, the heatmap, regret and rank correlation
 REGRET_METRICS = (PRIMARY, OVERALL)
-FENCES = (None, 1.0, 1.5, 3.0)
-DIRECTIONS = ("argmax", "argmin")
 
 
 @dataclass(frozen=True)
@@ -108,20 +104,9 @@ class Agreement:
 
 
 @dataclass(frozen=True)
-class LgaVariant:
-    dataset: str
-    direction: str
-    fence_k: float | None
-    layer: int
-    accuracy: float
-    regret: float
-
-
-@dataclass(frozen=True)
 class Runtime:
     dataset: str
-    lga_seconds: float
-    cma_seconds: float
+    locator_seconds: dict[str, float]  # each locator the study ran, by method
     bf_seconds: float  # every cell of the proxy requests
     bf_layers: int
     num_layers: int
@@ -175,7 +160,6 @@ class StudyResults:
     union: list[UnionRow]
     selection: list[SelectionRow]
     agreement: list[Agreement]
-    lga_variants: list[LgaVariant]
     runtimes: list[Runtime]
     editors: list[EditorRow]
     overall_note: str
@@ -216,8 +200,9 @@ def analyse(run_dir: Path, manifest: dict, grids: dict[tuple[str, str, str], Gri
     datasets = tuple(d for d in started if d not in unmeasured)
     test = {d: grids[(d, "test", editor)] for d in datasets}
     proxy = {d: grids[(d, "proxy", editor)] for d in datasets}
+    methods = study_locators()
     locators = {(row.dataset, row.method): LayerScores.from_dict(row.result)
-                for row in locate_rows if row.split == "proxy" and row.method in LOCATORS}
+                for row in locate_rows if row.split == "proxy" and row.method in methods}
     common = sorted(set.intersection(*(set(proxy[d].layers) for d in datasets))) if datasets else []
     union_layer = union_grid([proxy[d] for d in datasets], common).golden_layer(PRIMARY) if common else None
     return StudyResults(
@@ -234,11 +219,9 @@ def analyse(run_dir: Path, manifest: dict, grids: dict[tuple[str, str, str], Gri
                if union_layer is not None and union_layer in test[d].layers],
         selection=[row for d in datasets for row in selection_rows(test[d], proxy[d], locators)],
         agreement=[agreement(test[d], proxy[d], locators[(d, m)]) for d in datasets
-                   for m in LOCATORS if (d, m) in locators],
-        lga_variants=[v for d in datasets if (d, "lga") in locators
-                      for v in lga_variants(test[d], locators[(d, "lga")])],
+                   for m in methods if (d, m) in locators],
         runtimes=[runtime(proxy[d], locators, int(manifest["num_layers"])) for d in datasets
-                  if all((d, m) in locators for m in LOCATORS)],
+                  if all((d, m) in locators for m in methods)],
         editors=[editor_row(grid, test[d]) for (d, split, _), grid in sorted(grids.items())
                  if split == "test" and d in datasets],
         overall_note=overall_note(),
@@ -253,10 +236,10 @@ def golden_vs_samplewise(grid: Grid, metric: str) -> GoldenVsSamplewise:
     golden = grid.golden_layer(metric)
     _, best = grid.sample_optimal(metric)
     at_golden = matrix[:, grid.column(golden)]
-    sign = 1.0 if higher_is_better(metric) else -1.0
+    shortfall = signed(best - at_golden, higher_is_better(metric))  # 0: golden is their best
     return GoldenVsSamplewise(grid.dataset, metric, golden, t_test(best, at_golden),
                               grid.golden_vs_samplewise(metric),
-                              float(np.mean(sign * at_golden >= sign * best - 1e-12)))
+                              float(np.mean(shortfall <= 1e-12)))
 
 
 def proxy_vs_test(proxy: Grid, test: Grid, metric: str) -> ProxyVsTest:
@@ -275,7 +258,7 @@ def union_row(test: Grid, union_layer: int) -> UnionRow:
 def selection_rows(test: Grid, proxy: Grid, locators: dict) -> list[SelectionRow]:
     """Table 2 for one data set; the paper's Overall is min-max normalised over these rows."""
     chosen: list[tuple[str, int | None, str]] = []
-    for method in LOCATORS:
+    for method in study_locators():
         scores = locators.get((test.dataset, method))
         if scores is not None:
             layer = scores.golden_layer if scores.golden_layer in test.layers else None
@@ -307,7 +290,7 @@ def reading_label(reading: str | None) -> str:
 def agreement(test: Grid, proxy: Grid, scores: LayerScores) -> Agreement:
     means = test.layer_means(PRIMARY)
     golden_accuracy = float(np.nanmax(means))
-    oriented_scores = np.asarray(scores.scores, dtype=float) * (-1.0 if scores.direction == "argmin" else 1.0)
+    oriented_scores = signed(scores.scores, scores.higher_is_better)
     layers = [layer for layer in test.layers if layer < len(oriented_scores)]
     spearman_test = spearman(oriented_scores[layers], [test.score_at(PRIMARY, g) for g in layers])
     proxy_layers = [layer for layer in proxy.layers if layer < len(oriented_scores)]
@@ -331,30 +314,10 @@ def spearman(a, b) -> float:
     return float(stats.spearmanr(a, b).statistic)
 
 
-def lga_variants(test: Grid, scores: LayerScores) -> list[LgaVariant]:
-    """The layer LGA's stored scores give for each direction and fence, scored on the test set.
-
-    Only for a sum reading (stores from before the readings have no ``combine``: sum), whose
-    scores are S(l) itself. A mean-rank or votes reading stores ranks or votes of the layers its
-    fences kept, and fencing or flipping those would be a different reading altogether: every
-    reading is computed from the gradient products in the campaign report instead."""
-    if scores.settings.get("combine", "sum") != "sum":
-        return []
-    golden_accuracy = float(np.nanmax(test.layer_means(PRIMARY)))
-    variants = []
-    for direction in DIRECTIONS:
-        for k in FENCES:
-            layer = golden_layer(scores.scores, excluded_layers(scores.scores, k), direction)
-            accuracy = test.score_at(PRIMARY, layer) if layer in test.layers else math.nan
-            variants.append(LgaVariant(test.dataset, direction, k, layer, accuracy,
-                                       golden_accuracy - accuracy))
-    return variants
-
-
 def runtime(proxy: Grid, locators: dict, num_layers: int) -> Runtime:
-    return Runtime(proxy.dataset, locators[(proxy.dataset, "lga")].seconds,
-                   locators[(proxy.dataset, "cma")].seconds, proxy.seconds, len(proxy.layers),
-                   num_layers)
+    return Runtime(proxy.dataset, {method: locators[(proxy.dataset, method)].seconds
+                                   for method in study_locators()},
+                   proxy.seconds, len(proxy.layers), num_layers)
 
 
 def editor_row(grid: Grid, main: Grid | None = None) -> EditorRow:
@@ -385,8 +348,7 @@ def editor_comparison(grid: Grid, main: Grid, metric: str) -> EditorComparison |
         return None
     own = pick_index(this.mean(axis=0), metric)
     main_golden = pick_index(other.mean(axis=0), metric)
-    sign = 1.0 if higher_is_better(metric) else -1.0
-    regret = bootstrap_interval(sign * (this[:, own] - this[:, main_golden]))
+    regret = bootstrap_interval(signed(this[:, own] - this[:, main_golden], higher_is_better(metric)))
     return EditorComparison(metric, layers, len(this), layers[own], layers[main_golden], regret,
                             paired_comparison(this.mean(axis=1), other.mean(axis=1)))
 

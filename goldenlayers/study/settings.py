@@ -14,8 +14,6 @@ from goldenlayers.errors import GoldenLayersError
 from goldenlayers.evaluate.metrics import METRICS
 from goldenlayers.options import check_known_keys, parse_assignments
 
-LOCATORS = ("lga", "cma")
-
 
 @dataclass(frozen=True)
 class StudySettings:
@@ -30,6 +28,9 @@ class StudySettings:
     also get fluency, which generates text and costs more than the other metrics together.
     ``pool_size``: extra requests from the test side, disjoint from the test requests, on which LGA's
     gradient products are also computed (for the proxy-size curve); they are never edited.
+
+    ``locator_settings``: per locator the study runs (``locate.study_locators``), its settings
+    that differ from the defaults, e.g. ``{"lga": {"fence_k": 1.5}}``.
     """
 
     model: str
@@ -45,8 +46,7 @@ class StudySettings:
     pool_size: int = 0
     metrics: tuple[str, ...] | None = None  # None: every metric each data set supports
     editor_overrides: dict[str, object] = field(default_factory=dict)  # get_editor's keywords
-    lga_settings: dict[str, object] = field(default_factory=dict)
-    cma_settings: dict[str, object] = field(default_factory=dict)
+    locator_settings: dict[str, dict[str, object]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if isinstance(self.datasets, str):
@@ -72,7 +72,17 @@ class StudySettings:
             if getattr(self, name) < 0:
                 raise GoldenLayersError(f"{name} must be >= 0, got {getattr(self, name)}")
         parse_layers(self.layers, None)  # syntax check now; bounds once the model is known
+        self._check_locator_settings()
         object.__setattr__(self, "editor_overrides", typed_overrides(self.editor, self.editor_overrides))
+
+    def _check_locator_settings(self) -> None:
+        from goldenlayers.locate import get_locator, study_locators
+
+        for method, overrides in self.locator_settings.items():
+            if method not in study_locators():
+                raise GoldenLayersError(f"locator_settings names {method!r}, which the study does "
+                                        f"not run; it runs {', '.join(study_locators())}")
+            get_locator(method, **overrides)  # an unknown or bad setting is named now
 
     @classmethod
     def from_dict(cls, values: dict[str, object]) -> StudySettings:
@@ -86,10 +96,26 @@ class StudySettings:
         for name in ("model", "datasets", "editor", "editor_overrides", "layers"):
             record.pop(name)
         record["metrics"] = None if self.metrics is None else list(self.metrics)
-        return json.loads(json.dumps(record, sort_keys=True, default=str))
+        record["locator_settings"] = {m: s for m, s in self.locator_settings.items() if s}
+        return upgraded_fixed(json.loads(json.dumps(record, sort_keys=True, default=str)))
 
     def resolve_layers(self, num_layers: int) -> list[int]:
         return parse_layers(self.layers, num_layers)
+
+
+def upgraded_fixed(fixed: dict[str, object]) -> dict[str, object]:
+    """A stored ``fixed`` record as this version writes it, so an older folder resumes: before the
+    locator registry it held ``lga_settings`` and ``cma_settings`` (empty when left at the
+    defaults); now ``locator_settings`` holds each locator's non-default settings, if any."""
+    record = dict(fixed)
+    nested = dict(record.pop("locator_settings", None) or {})  # type: ignore[arg-type]
+    for key in [key for key in record if key.endswith("_settings")]:
+        overrides = record.pop(key)
+        if overrides:
+            nested[key.removesuffix("_settings")] = overrides
+    if nested:
+        record["locator_settings"] = dict(sorted(nested.items()))
+    return record
 
 
 def typed_overrides(editor: str, overrides: dict[str, object] | list[str]) -> dict[str, object]:

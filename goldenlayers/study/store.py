@@ -18,6 +18,7 @@ from typing import Any
 
 from goldenlayers.errors import GoldenLayersError
 from goldenlayers.safety import atomic_write_text
+from goldenlayers.study.settings import upgraded_fixed
 
 MANIFEST = "study.json"
 FORMAT = 2  # 1: the SQLite store (results.sqlite) of goldenlayers 0.1
@@ -63,6 +64,7 @@ def merged_manifest(run_dir: str | Path, wanted: dict[str, Any]) -> dict[str, An
             read_manifest(run_dir)  # raises: a 0.1 folder
         return wanted
     stored = read_manifest(run_dir)
+    stored["fixed"] = upgraded_fixed(stored["fixed"])  # a folder written before the registry
     problems = []
     for name in ("model_fingerprint", "num_layers", "fixed"):
         if stored[name] != wanted[name]:

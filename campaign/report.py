@@ -1,27 +1,30 @@
 """The campaign report: every (model, data set) pair of a results folder (``results/<model>/``),
 LGA's readings against brute force, the held-out choice of a reading, CMA, the proxy-size curve
-and the runtimes, as ``campaign.md`` beside one study report per model.
+and the runtimes, as ``campaign.md`` beside one study report per model. From the result files
+alone (campaign/README.md):
 
-    goldenlayers report results --out docs/findings
+    python -m campaign.report results --out docs/findings
 """
 
 from __future__ import annotations
 
+import argparse
 from dataclasses import dataclass
 from pathlib import Path
 
+from campaign.rules import (DEFAULT_HISTORY, PREREGISTERED_READING, RULE_5B_WRITTEN_AFTER,
+                            DefaultChoice, HeldOutChoice, RulesCompared, default_choice, held_out,
+                            out_of_sample, rules_compared)
 from goldenlayers.errors import GoldenLayersError
 from goldenlayers.evaluate import OVERALL
-from goldenlayers.locate.readings import DEFAULT_HISTORY, DEFAULT_READING, PREREGISTERED_READING
+from goldenlayers.locate.readings import DEFAULT_READING
+from goldenlayers.report import study_folders, write_reports
 from goldenlayers.report.render import markdown_table
 from goldenlayers.report.tables import MIN_TEST_REQUESTS, Table, fmt, fmt_interval, fmt_p
 from goldenlayers.study.analysis import PRIMARY, StudyResults, load_results
-from goldenlayers.study.lga_readings import (RULE_5B_WRITTEN_AFTER, DefaultChoice, HeldOutChoice,
-                                             Pair, ProxySizePoint, ReadingRegret, RulesCompared,
-                                             default_choice, held_out, out_of_sample,
+from goldenlayers.study.lga_readings import (Pair, ProxySizePoint, ReadingRegret,
                                              proxy_size_curve, reading_regrets, resampled_regrets,
-                                             rules_compared, stored_products)
-from goldenlayers.study.store import MANIFEST
+                                             stored_products)
 
 # the proxy-size curve's readings: the one fixed beforehand and locate's default (one if the same)
 CURVE_READINGS = tuple(dict.fromkeys((PREREGISTERED_READING, DEFAULT_READING)))
@@ -48,10 +51,6 @@ class Campaign:
     compared: list[RulesCompared]  # rules 5 and 5b on the pairs completed after 5b was written
     waiting: list[str]  # model folders with no data set that has both proxy and test cells yet
     min_test_requests: int = MIN_TEST_REQUESTS
-
-
-def study_folders(root: str | Path) -> list[Path]:
-    return sorted(p.parent for p in Path(root).glob(f"*/{MANIFEST}"))
 
 
 def load_campaign(root: str | Path, min_test_requests: int = MIN_TEST_REQUESTS) -> Campaign:
@@ -286,21 +285,17 @@ def runtime_table(campaign: Campaign) -> Table:
 
 def write_campaign_report(root: str | Path, out_dir: str | Path,
                           min_test_requests: int = MIN_TEST_REQUESTS) -> Path:
-    from goldenlayers.report import write_report
-
     campaign = load_campaign(root, min_test_requests)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    for folder in study_folders(root):
-        if not any(w.startswith(f"{folder.name}:") for w in campaign.waiting):
-            write_report(folder, out / folder.name, min_test_requests)
+    write_reports(root, out, min_test_requests)
     tables = [pair_table(campaign), held_out_table(campaign), default_table(campaign),
               out_of_sample_table(campaign), rule_five_b_table(campaign),
               rules_compared_table(campaign), *readings_table(campaign),
               proxy_size_table(campaign), runtime_table(campaign)]
     complete = sum(p.complete for p in campaign.pairs)
     lines = [f"# Campaign: {len(campaign.pairs)} pairs ({complete} complete)", "",
-             "Built by `goldenlayers report " + str(root) + "` from the result files alone. "
+             "Built by `python -m campaign.report " + str(root) + "` from the result files alone. "
              "Per-model reports: " + (", ".join(f"[{f.name}]({f.name}/report.md)"
                                                 for f in study_folders(root)
                                                 if not any(w.startswith(f"{f.name}:")
@@ -310,3 +305,20 @@ def write_campaign_report(root: str | Path, out_dir: str | Path,
     path = out / "campaign.md"
     path.write_text("\n".join(lines + [markdown_table(t) for t in tables]))
     return path
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m campaign.report", description=(
+        "campaign.md and one study report per model, from a folder of study folders"))
+    parser.add_argument("root", help="the results folder, one study folder per model")
+    parser.add_argument("--out", help="where to write (default: ROOT)")
+    parser.add_argument("--min-test-requests", type=int, default=MIN_TEST_REQUESTS,
+                        help="a pair with fewer test requests at every layer is 'not measured'")
+    args = parser.parse_args(argv)
+    if not study_folders(args.root):
+        raise SystemExit(f"{args.root} holds no study folder (no */study.json)")
+    print(f"wrote {write_campaign_report(args.root, args.out or args.root, args.min_test_requests)}")
+
+
+if __name__ == "__main__":
+    main()

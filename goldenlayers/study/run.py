@@ -1,7 +1,8 @@
 """Running a study: plan the cells, skip those already in the run folder, run the rest, append each.
 
 Per data set, on a seeded proxy/test split:
-1. LGA and causal tracing on the proxy requests (in this process, timed), stored as locate rows;
+1. each locator the study runs (``locate.study_locators``: LGA, causal tracing) on the proxy
+   requests (in this process, timed), stored as locate rows, and LGA's gradient products;
 2. brute force: every proxy and test request edited alone at every study layer (``engine``).
 Every table is computed from the result files afterwards (``study.analysis``), and a layer that a
 locator picks is read from the same grid, never edited again.
@@ -26,7 +27,7 @@ from goldenlayers.models import ModelHandle, load_model
 from goldenlayers.safety import run_lock
 from goldenlayers.study.executor import CellTask, WorkerSpec, make_executor
 from goldenlayers.study.lga_readings import PRODUCTS
-from goldenlayers.study.settings import LOCATORS, StudySettings
+from goldenlayers.study.settings import StudySettings
 from goldenlayers.study.store import FORMAT, merged_manifest, requests_digest, write_manifest
 
 log = logging.getLogger(__name__)
@@ -86,25 +87,21 @@ def fluency_case_ids(plan: DatasetPlan, size: int, seed: int) -> frozenset[str]:
     return frozenset(random.Random(f"fluency:{seed}:{plan.name}").sample(ids, min(size, len(ids))))
 
 
-def locator_settings(settings: StudySettings, method: str) -> dict[str, object]:
-    return dict(settings.lga_settings if method == "lga" else settings.cma_settings)
-
-
 def run_locators(handle: ModelHandle, plans: Sequence[DatasetPlan], settings: StudySettings,
                  folder: ResultsFolder) -> None:
-    """LGA and CMA on each data set's proxy requests, unless the folder has them already."""
-    from goldenlayers.locate import get_locator
+    """Each locator the study runs on each data set's proxy requests, unless the folder has it."""
+    from goldenlayers.locate import get_locator, study_locators
 
     done = {row.key for row in folder.locate_rows()}
     for plan in plans:
         store_products(handle, plan, settings, folder, done)
-        for method in LOCATORS:
+        for method in study_locators():
             key = (handle.name, plan.name, "proxy", method, settings.seed)
             if key in done:
                 continue
             log.info("locating on %s proxy with %s", plan.name, method)
             seed_everything(settings.seed)
-            scores = get_locator(method, **locator_settings(settings, method)).locate(
+            scores = get_locator(method, **settings.locator_settings.get(method, {})).locate(
                 handle, list(plan.proxy))
             folder.add_locate(LocateRow(*key, scores.to_dict(), scores.seconds, tuple(scores.notes)))
 
