@@ -6,7 +6,7 @@ import math
 from collections.abc import Sequence
 from pathlib import Path
 
-from goldenlayers.locate.search import TRIAL_METRICS
+from goldenlayers.locate.search import COPIED_LAYER, TRIAL_METRICS
 from goldenlayers.safety import atomic_path
 from goldenlayers.study.replay import Outcome
 
@@ -32,27 +32,35 @@ def outcomes_table(outcomes: Sequence[Outcome]) -> list[str]:
             *(outcome_row(o) for o in outcomes)]
 
 
+STYLE = {"lga-halving": "tab:green", "sweep-halving": "tab:blue"}
+MARKERS = {"lga": ("^", "tab:red", "LGA alone"), "copied": ("^", "tab:orange", f"copied layer {COPIED_LAYER}"),
+           "middle": ("^", "tab:gray", "middle layer")}
+
+
 def plot_replay(outcomes: Sequence[Outcome], metric: str, path: str | Path,
                 highlight: str | None = None) -> Path:
     """Mean regret of ``metric`` against mean trial edits spent: one panel per pair, one curve
-    per halving strategy (shortlist size and ranking metric; its budgets joined), one marker per
-    strategy without a budget, brute force at its cost. ``highlight``: a strategy label drawn bold."""
+    per halving strategy and ranking metric (its budgets joined) at the highlighted strategy's
+    shortlist size, one marker per strategy without edits (at 0), brute force by each metric at
+    its cost. ``highlight``: a strategy label drawn bold."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    shortlist = next((o.strategy.shortlist for o in outcomes if o.strategy.label == highlight), 6)
     pairs = list(dict.fromkeys(o.pair for o in outcomes))
     columns = min(4, len(pairs))
     rows = math.ceil(len(pairs) / columns)
     figure, axes = plt.subplots(rows, columns, figsize=(4.2 * columns, 3.4 * rows), squeeze=False)
     for axis, pair in zip(axes.flat, pairs):
-        _panel(axis, [o for o in outcomes if o.pair == pair], metric, highlight)
+        _panel(axis, [o for o in outcomes if o.pair == pair], metric, highlight, shortlist)
         axis.set_title(pair, fontsize=9)
     for axis in list(axes.flat)[len(pairs):]:
         axis.axis("off")
-    axes.flat[0].legend(fontsize=6, loc="upper right")
-    figure.supxlabel("trial edits spent (mean over draws; log scale)")
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    figure.legend(handles, labels, fontsize=7, loc="lower right", bbox_to_anchor=(0.98, 0.08))
+    figure.supxlabel("trial edits spent (mean over draws; 0, then log scale)")
     figure.supylabel(f"mean {SHORT[metric]} regret on the requests left out")
     figure.tight_layout()
     with atomic_path(path) as temporary:
@@ -61,24 +69,30 @@ def plot_replay(outcomes: Sequence[Outcome], metric: str, path: str | Path,
     return Path(path)
 
 
-def _panel(axis, outcomes: Sequence[Outcome], metric: str, highlight: str | None) -> None:
-    curves: dict[str, list[Outcome]] = {}
+def _panel(axis, outcomes: Sequence[Outcome], metric: str, highlight: str | None,
+           shortlist: int) -> None:
+    curves: dict[tuple[str, str], list[Outcome]] = {}
     for outcome in outcomes:
         s = outcome.strategy
-        if s.name.endswith("halving"):
-            curves.setdefault(f"{s.name} m{s.shortlist} by {SHORT[s.by]}", []).append(outcome)
-    for label, group in curves.items():
+        if s.name.endswith("halving") and s.shortlist == shortlist:
+            curves.setdefault((s.name, s.by), []).append(outcome)
+    for (name, by), group in curves.items():
         group = sorted(group, key=lambda o: o.mean_edits)
-        bold = highlight is not None and any(o.strategy.label == highlight for o in group)
+        bold = any(o.strategy.label == highlight for o in group)
         axis.plot([o.mean_edits for o in group], [o.mean(metric) for o in group],
-                  marker="." if not bold else "o", linewidth=2.5 if bold else 0.8,
-                  alpha=1.0 if bold else 0.45, label=label if bold or "m6" in label else None)
+                  color=STYLE[name], linestyle="-" if by == "rewrite_accuracy" else "--",
+                  marker="o" if bold else ".", linewidth=2.5 if bold else 1.0,
+                  label=f"{name} m{shortlist} by {SHORT[by]}" + (" (default)" if bold else ""))
     for outcome in outcomes:
         s = outcome.strategy
-        if not s.name.endswith("halving"):
-            x = max(outcome.mean_edits, 1.0)  # a strategy with no edits sits at the left edge
-            axis.scatter([x], [outcome.mean(metric)], marker="s" if s.name == "brute-force" else "^",
-                         s=30, zorder=3, label=s.name if s.name != "brute-force" or s.by == metric
-                         else None)
-    axis.set_xscale("log")
+        if s.name == "brute-force":
+            axis.scatter([outcome.mean_edits], [outcome.mean(metric)], marker="s", s=30, zorder=3,
+                         color="black" if s.by == "rewrite_accuracy" else "white",
+                         edgecolors="black", label=f"brute force by {SHORT[s.by]}")
+        elif s.name in MARKERS:
+            marker, color, label = MARKERS[s.name]
+            axis.scatter([0], [outcome.mean(metric)], marker=marker, s=30, zorder=3, color=color,
+                         label=f"{label} (0 edits)")
+    axis.set_xscale("symlog", linthresh=10)
+    axis.set_ylim(bottom=0)
     axis.grid(alpha=0.3)
