@@ -16,13 +16,11 @@ from dataclasses import dataclass, field, replace
 
 import torch
 
-from goldenlayers.data.records import EditRequest
-from goldenlayers.engine.cell import CellKey, CellRow, CellRunner
+from goldenlayers.engine.cell import CellRow, CellRunner
+from goldenlayers.engine.run import Cell
 from goldenlayers.errors import GoldenLayersError
 
 log = logging.getLogger(__name__)
-
-Cell = tuple[CellKey, EditRequest]
 
 
 def import_ray():
