@@ -70,31 +70,24 @@ def old_way(worktree: Path, args) -> tuple[float, dict[str, dict[str, float]]]:
 
 def new_way(args) -> tuple[float, dict[str, dict[str, float]]]:
     from goldenlayers.data import load_dataset, split
-    from goldenlayers.editing.batches import ordered_for_batching
-    from goldenlayers.study.experiments import ORDER_WINDOW_BATCHES
-    from goldenlayers.engine import CellKey
+    from goldenlayers.editing import get_editor
+    from goldenlayers.engine import CellKey, CellRunner, run_cells
     from goldenlayers.models import load_model
-    from goldenlayers.study.executor import CellTask, WorkerSpec, make_executor
+    from goldenlayers.study.experiments import ORDER_WINDOW_BATCHES
 
     start = time.perf_counter()
     dataset = load_dataset("counterfact")
     test = list(split(dataset.requests, proxy_fraction=0.1, seed=0).test)[: args.requests]
     handle = load_model(args.model, args.device)  # as the study's driver does (its tokenizer)
-    tasks = [CellTask(CellKey(args.model, "counterfact", "test", "r-rome", layer, str(r.case_id), 0), r)
-             for r in ordered_for_batching(test, handle.tokenizer,
-                                           ORDER_WINDOW_BATCHES * args.batch_requests)
-             for layer in args.layers]
-    spec = WorkerSpec(args.model, device=args.device)
-    rows = {}
-    runner = make_executor(args.executor, spec, handle, workers=args.workers,
-                           num_cpus=args.workers, requests_per_batch=args.batch_requests)
-    try:
-        runner.run(tasks, lambda row: rows.__setitem__(f"{row.key.case_id}/{row.key.layer}",
-                                                       {k: v for k, v in row.metrics.items()
-                                                        if k != "overall"}))
-    finally:
-        runner.close()
-    return time.perf_counter() - start, rows
+    cells = [(CellKey(args.model, "counterfact", "test", "r-rome", layer, str(r.case_id), 0), r)
+             for r in test for layer in args.layers]
+    rows = run_cells(cells, CellRunner(handle, get_editor("r-rome")), executor=args.executor,
+                     workers=args.workers, num_cpus=args.workers,
+                     requests_per_batch=args.batch_requests,
+                     order_window=ORDER_WINDOW_BATCHES * args.batch_requests)
+    return time.perf_counter() - start, {
+        f"{row.key.case_id}/{row.key.layer}": {k: v for k, v in row.metrics.items() if k != "overall"}
+        for row in rows}
 
 
 def main() -> None:

@@ -19,14 +19,12 @@ import numpy as np
 
 from goldenlayers.data import load_dataset
 from goldenlayers.editing import get_editor
-from goldenlayers.engine import CellKey, ResultsFolder, build_grids, layer_batches
+from goldenlayers.engine import CellKey, ResultsFolder, build_grids, run_cells
 from goldenlayers.engine.cell import CellRunner
 from goldenlayers.evaluate import regret_interval
-from goldenlayers.editing.batches import ordered_for_batching
 from goldenlayers.locate import get_locator
 from goldenlayers.locate.search import COPIED_LAYER, TRIAL_METRICS
 from goldenlayers.models import load_model
-from goldenlayers.progress import track
 from goldenlayers.safety import atomic_write_json
 
 SEARCH, EVALUATION = 20, 20
@@ -48,18 +46,13 @@ def unused_requests(results: Path, model: str, dataset: str) -> list:
 def brute_force(handle, requests, folder: ResultsFolder, dataset: str) -> np.ndarray:
     """(requests, layers, TRIAL_METRICS) at every layer, resuming from the folder's rows."""
     done = {row.key for row in folder.cells()}
-    editor = get_editor("r-rome")
-    runner = CellRunner(handle, editor)
-    ordered = ordered_for_batching(requests, handle.tokenizer)
+    runner = CellRunner(handle, get_editor("r-rome"))
     cells = [(CellKey(handle.name, dataset, "test", "r-rome", layer, str(r.case_id), 0), r)
-             for r in ordered for layer in range(handle.num_layers)]
+             for r in requests for layer in range(handle.num_layers)]
     todo = [cell for cell in cells if cell[0] not in done]
     if todo:
         runner.pre_edit(requests)
-        editor.precompute_statistics(handle, sorted({key.layer for key, _ in todo}))
-        for batch in track(layer_batches([key for key, _ in todo]), "evaluation cells"):
-            for row in runner.run_batch([todo[i] for i in batch]):
-                folder.add_cell(row)
+        run_cells(todo, runner, on_row=folder.add_cell, label="evaluation cells")
     grid = build_grids(r for r in folder.cells() if r.key.dataset == dataset)[(dataset, "test",
                                                                                "r-rome")]
     return np.stack([np.nan_to_num(grid.values[:, :, grid.metrics.index(m)]) for m in TRIAL_METRICS],

@@ -82,15 +82,15 @@ def test_one_recorded_pass_serves_every_layer_while_the_weights_are_unchanged(ti
     passes = []
     record = partial._record
     monkeypatch.setattr(partial, "_record", lambda *a, **k: passes.append(a) or record(*a, **k))
-    with UnchangedWeights().active():
-        for layer in range(tiny_model.num_layers):
-            assert torch.equal(run_from(tiny_model, resume_point(tiny_model, batch, layer, 4)),
-                               alone[layer])  # the same pass, so the same bits
-        for text in ("Hello there", "Good morning to you"):  # two passes more: the first one goes
-            resume_point(tiny_model, tiny_model.batch([text], padding_side="left"), 1, 0)
-        resume_point(tiny_model, batch, 1, 4)
+    reuse = UnchangedWeights()
+    for layer in range(tiny_model.num_layers):
+        assert torch.equal(run_from(tiny_model, resume_point(tiny_model, batch, layer, 4, reuse)),
+                           alone[layer])  # the same pass, so the same bits
+    for text in ("Hello there", "Good morning to you"):  # two passes more: the first one goes
+        resume_point(tiny_model, tiny_model.batch([text], padding_side="left"), 1, 0, reuse)
+    resume_point(tiny_model, batch, 1, 4, reuse)
     assert len(passes) == 4
-    resume_point(tiny_model, batch, 1, 4)  # not active: a pass of its own
+    resume_point(tiny_model, batch, 1, 4)  # no store given: a pass of its own
     assert len(passes) == 5
 
 
@@ -132,8 +132,8 @@ def test_emmet_with_one_request_and_no_lambda_is_r_rome():
 def test_template_keys_of_every_layer_from_one_pass_are_the_same_tensors(tiny_model, cache):
     rb = prepared_batch(tiny_model, REQUEST, get_editor("r-rome").config_for(tiny_model), cache)
     alone = [template_keys(tiny_model, rb, layer) for layer in range(tiny_model.num_layers)]
-    with UnchangedWeights().active():
-        together = [template_keys(tiny_model, rb, layer) for layer in range(tiny_model.num_layers)]
+    reuse = UnchangedWeights()
+    together = [template_keys(tiny_model, rb, layer, reuse) for layer in range(tiny_model.num_layers)]
     assert all(torch.equal(a, b) for a, b in zip(alone, together))
 
 

@@ -164,3 +164,42 @@ def test_requests_of_two_data_sets_with_one_case_id_keep_their_own_pre_edit_stat
     state = runner.pre_edit([REQUEST])
     assert other not in state
     assert other in runner.pre_edit([other]) and REQUEST in runner.pre_edit([other])
+
+
+# --- reuse that can be seen: the store is an argument, never ambient state ------------------------
+
+def test_the_reuse_store_is_passed_explicitly_and_no_module_holds_ambient_state():
+    """What an edit shares across layers (models/unchanged.py) reaches the functions that use it
+    as their ``reuse`` argument: no ContextVar, thread-local or active store anywhere."""
+    import inspect
+    from pathlib import Path
+
+    import goldenlayers
+    from goldenlayers.editing import EDITORS
+    from goldenlayers.editing.keys import template_keys
+    from goldenlayers.editing.values import optimise_values, values_for_requests
+    from goldenlayers.models import unchanged
+    from goldenlayers.models.partial import resume_point
+
+    package = Path(goldenlayers.__file__).parent
+    for path in package.rglob("*.py"):
+        text = path.read_text(encoding="utf-8")
+        for ambient in ("contextvars", "ContextVar", "threading.local", "active_unchanged"):
+            assert ambient not in text, f"{path.relative_to(package)} uses {ambient}"
+    assert not hasattr(unchanged.UnchangedWeights, "active")
+    users = [resume_point, template_keys, optimise_values, values_for_requests,
+             *(editor.prepare for editor in EDITORS.values())]
+    for function in users:
+        reuse = inspect.signature(function).parameters.get("reuse")
+        assert reuse is not None and reuse.default is None, function.__qualname__
+
+
+def test_run_cells_refuses_an_unknown_executor_before_any_work(tiny_gpt2):
+    from goldenlayers.engine import run_cells
+    from goldenlayers.errors import GoldenLayersError
+
+    runner = CellRunner(tiny_gpt2, get_editor("r-rome", **EDITOR))
+    with pytest.raises(GoldenLayersError, match="unknown executor 'spark'"):
+        run_cells([(_key(), REQUEST)], runner, executor="spark")
+    assert runner._pre is None  # not even the pre-edit state was computed
+    assert run_cells([], runner) == []

@@ -11,7 +11,7 @@ from goldenlayers.app.locate_job import (golden_layer_cached, layer_scores_cache
 from goldenlayers.app.render import bar, layer_table, stability_line
 from goldenlayers.cli import app
 from goldenlayers.data import EditRequest
-from goldenlayers.engine import CellRow
+from goldenlayers.engine import CellRow, CellRunner
 from goldenlayers.errors import GoldenLayersError
 from goldenlayers.locate import LocateError
 from goldenlayers.locate import lga as lga_module
@@ -171,10 +171,7 @@ def test_verify_runs_narrow_requests_together_and_returns_rows_in_the_callers_or
                                                                                    monkeypatch):
     ran = []
 
-    class RecordingRunner:  # no edits: only the order the cells run in
-        def __init__(self, handle, editor, metrics):
-            pass
-
+    class RecordingRunner(CellRunner):  # no edits: only the order the cells run in
         def pre_edit(self, requests):
             pass
 

@@ -56,12 +56,12 @@ def test_settings_validate_and_reject_unknown_keys():
     assert StudySettings("m", "zsre, counterfact").datasets == ("zsre", "counterfact")
 
 
-def test_cells_go_by_recomputed_columns_within_each_split(tiny_llama, monkeypatch):
+def test_cells_go_by_recomputed_columns_within_each_split(tiny_llama):
     """Consecutive requests share a value batch: narrow ones go together, wide ones together;
-    the split and the proxy-then-test order stay."""
+    the split and the proxy-then-test order stay, and each request's cells keep their order."""
     from goldenlayers.data import EditRequest
-    from goldenlayers.study import run as study_run
-    from goldenlayers.study.run import DatasetPlan, cell_tasks
+    from goldenlayers.engine import batching_order
+    from goldenlayers.study.run import DatasetPlan, study_cells
 
     def request(case_id, target):
         return EditRequest(case_id, "Apple A5 was created by", "Apple A5", target)
@@ -70,40 +70,40 @@ def test_cells_go_by_recomputed_columns_within_each_split(tiny_llama, monkeypatc
                                                           request("p2", "Google")),
                        test=(request("t1", "Google"), request("t2", "Rome and nowhere else"),
                              request("t3", "IBM")), pool=(), digest="x")
-    tasks = cell_tasks([plan], StudySettings("tiny-llama", ("d",)), tiny_llama, [0, 1])
-    assert [(t.key.split, t.key.case_id, t.key.layer) for t in tasks][::2] == [
-        ("proxy", "p2", 0), ("proxy", "p1", 0), ("test", "t1", 0), ("test", "t3", 0),
-        ("test", "t2", 0)]
-    assert [t.key.layer for t in tasks] == [0, 1] * 5
-    assert all(t.request.case_id == t.key.case_id for t in tasks)
+    cells = study_cells([plan], StudySettings("tiny-llama", ("d",)), tiny_llama, [1, 0])
+    assert all(request.case_id == key.case_id for key, request in cells)
+    ordered = [cells[i][0] for i in batching_order(cells, tiny_llama.tokenizer)]
+    assert [(key.split, key.case_id, key.layer) for key in ordered][::2] == [
+        ("proxy", "p2", 1), ("proxy", "p1", 1), ("test", "t1", 1), ("test", "t3", 1),
+        ("test", "t2", 1)]
+    assert [key.layer for key in ordered] == [1, 0] * 5
     # sorted only within windows (here of 2 requests), so a stopped run has done nearly a prefix
-    monkeypatch.setattr(study_run, "ORDER_WINDOW_BATCHES", 2)
-    windowed = cell_tasks([plan], StudySettings("tiny-llama", ("d",)), tiny_llama, [0], 1)
-    assert [t.key.case_id for t in windowed] == ["p2", "p1", "t1", "t2", "t3"]
+    windowed = batching_order(cells, tiny_llama.tokenizer, window=2)
+    assert [cells[i][0].case_id for i in windowed][::2] == ["p2", "p1", "t1", "t2", "t3"]
 
 
 def test_each_worker_keeps_to_its_block_and_splits_the_last_one_when_idle():
-    from goldenlayers.data import EditRequest
-    from goldenlayers.study.executor import BlockQueue, CellTask, cell_blocks
+    from goldenlayers.engine import request_blocks
+    from goldenlayers.engine.ray_workers import BlockQueue
 
-    tasks = [CellTask(CellKey("m", "d", "test", "r-rome", layer, case, 0),
-                      EditRequest(case, "Apple A5 was created by", "Apple A5", "Google"))
-             for case in "abcdef" for layer in range(6)]
-    queue = BlockQueue(cell_blocks(tasks, requests_per_batch=2))  # 3 blocks of 6 layers
+    keys = [CellKey("m", "d", "test", "r-rome", layer, case, 0)
+            for case in "abcdef" for layer in range(6)]
+    blocks = request_blocks(keys, requests_per_batch=2)  # 3 blocks of 6 layers
+    queue = BlockQueue(blocks)
     handed: dict[int, list[tuple[str, int]]] = {0: [], 1: []}
     for turn in [0, 1] * 6 + [0, 0, 1, 0, 0, 0, 1]:
         batch = queue.next_for(turn)
         if batch is not None:
-            handed[turn].append(("".join(t.key.case_id for t in batch), batch[0].key.layer))
+            handed[turn].append(("".join(keys[i].case_id for i in batch), keys[batch[0]].layer))
     # each kept to its block, layer by layer; worker 1, done first, took the upper half of the
     # four layers worker 0 had left of the last block, and worker 0 the last one of that half
     assert handed[0] == [("ab", layer) for layer in range(6)] + [("ef", layer) for layer in
                                                                  (0, 1, 2, 3, 5)]
     assert handed[1] == [("cd", layer) for layer in range(6)] + [("ef", 4)]
-    queue = BlockQueue(cell_blocks(tasks, requests_per_batch=2))
+    queue = BlockQueue(blocks)
     for worker in (0, 1, 2):
         queue.next_for(worker)
-    assert queue.next_for(0) == cell_blocks(tasks, 2)[0][1]  # its own block's next layer
+    assert queue.next_for(0) == blocks[0][1]  # its own block's next layer
     while queue.next_for(0) is not None:
         pass  # worker 0 finishes its block, then halves of the others' until none is left
     taken = [queue.next_for(worker) for worker in (1, 2)]

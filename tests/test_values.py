@@ -10,7 +10,7 @@ from goldenlayers.data import EditRequest, PromptAnswer
 from goldenlayers.editing import EditError, get_editor
 from goldenlayers.editing.batches import ordered_for_batching, prepared_batch, recomputed_columns
 from goldenlayers.editing.values import optimise_value, optimise_values, values_for_requests
-from goldenlayers.engine import CellKey, CellRunner, layer_batches
+from goldenlayers.engine import CellKey, CellRunner, layer_batches, run_cells
 from goldenlayers.models import load_model
 from goldenlayers.models.tokens import stack_left_padded, teacher_forced_batch
 
@@ -113,6 +113,15 @@ def test_batched_cells_equal_cells_one_at_a_time(model64):
     for row in one_by_one:
         assert row.same_result(by_key[row.key], tolerance=1e-9), (row, by_key[row.key])
         assert row.error is None
+    # run_cells: ordered by width and batched inside, the rows back in the order given
+    cells = [(key, requests[key.case_id]) for key in reversed(keys)]
+    arrived = []
+    rows = run_cells(cells, CellRunner(model64, get_editor("r-rome", **editor_settings)),
+                     requests_per_batch=2, on_row=arrived.append)
+    assert [row.key for row in rows] == [key for key, _ in cells]
+    assert len(arrived) == len(rows) and {id(row) for row in arrived} == {id(row) for row in rows}
+    for row in rows:
+        assert row.same_result(by_key[row.key], tolerance=1e-9), (row, by_key[row.key])
 
 
 def test_layer_batches_go_block_by_block_and_layer_by_layer():
@@ -193,12 +202,12 @@ def _assert_shared_first_step_changes_nothing(handle, site_of):
     layers = range(handle.num_layers)
     alone = [optimise_values(handle, batches, layer, site_of(handle.model, layer), config)
              for layer in layers]
-    unchanged = UnchangedWeights()
-    with unchanged.active():  # from layer 1 up: layer 0 is below the shared pass, so computed alone
-        shared = [optimise_values(handle, batches, layer, site_of(handle.model, layer), config)
-                  for layer in (*layers[1:], 0)]
+    reuse = UnchangedWeights()
+    # from layer 1 up: layer 0 is below the shared pass, so computed alone
+    shared = [optimise_values(handle, batches, layer, site_of(handle.model, layer), config,
+                              reuse=reuse) for layer in (*layers[1:], 0)]
     shared = [shared[-1], *shared[:-1]]
-    assert len(unchanged._kept["value first step"]) == 1  # one shared pass served layers 1..L-1
+    assert reuse.count("value first step") == 1  # one shared pass served layers 1..L-1
     for layer, (one, other) in enumerate(zip(alone, shared)):
         for a, b in zip(one, other):
             assert torch.equal(a.value, b.value), layer

@@ -15,10 +15,9 @@ from typing import Any
 
 from goldenlayers.data.records import EditRequest
 from goldenlayers.editing.base import EditResult, Editor
-from goldenlayers.editing.patches import current_fingerprint
 from goldenlayers.editing.restore import Snapshot, snapshot
 from goldenlayers.evaluate import compute_pre_edit, evaluate
-from goldenlayers.models.handle import ModelHandle, greedy_continuations
+from goldenlayers.models.handle import ModelHandle, greedy_continuations, weights_digest
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +49,7 @@ class EditSession:
     means_before: dict[str, float]
     means_after: dict[str, float]
     original: Snapshot  # the touched weights before the edit (for patches)
-    weights_fingerprint: str  # patches.current_fingerprint before the edit
+    weights_digest_before: str  # models.handle.weights_digest: the weights as they were
 
     @property
     def seconds_per_edit(self) -> float:
@@ -93,7 +92,7 @@ def edit_and_check(handle: ModelHandle, editor: Editor, requests: list[EditReque
     before, means_before = _metrics(handle, requests, pre)
     answers_before = greedy_continuations(handle, prompts, ANSWER_TOKENS)
     original = snapshot(handle, editor.layers_for(handle, layer))
-    weights_fingerprint = current_fingerprint(handle)
+    weights_digest_before = weights_digest(handle)
     result = editor.apply(handle, requests, layer)
     answers_after = greedy_continuations(handle, prompts, ANSWER_TOKENS)
     after, means_after = _metrics(handle, requests, pre)
@@ -101,7 +100,7 @@ def edit_and_check(handle: ModelHandle, editor: Editor, requests: list[EditReque
                                before.get(r.case_id, {}), after.get(r.case_id, {}))
                 for r, a, b in zip(requests, answers_before, answers_after)]
     return EditSession(result, layer, outcomes, means_before, means_after, original,
-                       weights_fingerprint)
+                       weights_digest_before)
 
 
 def save_model(handle: ModelHandle, folder: str | Path, overwrite: bool = False) -> Path:

@@ -14,13 +14,11 @@ from typing import Any
 
 from goldenlayers.data import load_dataset, split
 from goldenlayers.editing import get_editor
-from goldenlayers.editing.batches import ordered_for_batching
-from goldenlayers.engine import CellKey, CellRow, CellRunner, layer_batches
+from goldenlayers.engine import CellKey, CellRow, CellRunner, run_cells
 from goldenlayers.locate.base import (LayerScores, LocateError, get_locator, locator_class,
                                       typed_options)
 from goldenlayers.models.handle import ModelHandle
 from goldenlayers.models.load import cache_dir
-from goldenlayers.progress import track
 from goldenlayers.safety import atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -115,19 +113,13 @@ def golden_layer_cached(handle: ModelHandle, dataset_name: str,
 
 def verify_at_layer(handle: ModelHandle, requests, layer: int, editor: str = "r-rome",
                     metrics=None, seed: int = 0) -> list[CellRow]:
-    """Edit each request alone at ``layer``, score it, restore: one engine cell per request, the
-    rows in the order of ``requests``. The cells run in ``ordered_for_batching`` order: neighbours
-    share a value batch (``layer_batches``), which recomputes its widest request's columns."""
+    """Edit each request alone at ``layer``, score it, restore: one engine cell per request
+    (``engine.run_cells``), the rows in the order of ``requests``."""
     runner = CellRunner(handle, get_editor(editor), metrics)
     runner.pre_edit(list(requests))
     cells = [(CellKey(handle.name, "held-out", "held-out", editor, layer, str(request.case_id),
-                      seed), request)
-             for request in ordered_for_batching(requests, handle.tokenizer)]
-    rows = [row for batch in track(layer_batches([key for key, _ in cells]),
-                                   f"verify at layer {layer}")
-            for row in runner.run_batch([cells[i] for i in batch])]
-    position = {str(request.case_id): i for i, request in enumerate(requests)}
-    return sorted(rows, key=lambda row: position[row.key.case_id])
+                      seed), request) for request in requests]
+    return run_cells(cells, runner, label=f"verify at layer {layer}")
 
 
 def options_as_settings(method: str, shared: Mapping[str, Any] | None = None,

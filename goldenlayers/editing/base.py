@@ -39,6 +39,7 @@ from goldenlayers.editing.restore import preserved, restore, snapshot
 from goldenlayers.editing.values import ValueResult
 from goldenlayers.errors import GoldenLayersError
 from goldenlayers.models.handle import ModelHandle
+from goldenlayers.models.unchanged import UnchangedWeights
 
 
 @dataclass(frozen=True)
@@ -177,11 +178,13 @@ class Editor(ABC):
                            self.cache)
 
     def prepare(self, handle: ModelHandle, requests: Sequence[EditRequest], layer: int,
-                last_loss: bool = True) -> list[Prepared]:
+                last_loss: bool = True, reuse: UnchangedWeights | None = None) -> list[Prepared]:
         """Per request, what its edit alone at ``layer`` computes from the current weights, batched
         over the requests; a request that cannot be prepared gets its EditError. Editors without
         such a part return None for each. ``last_loss=False``: the value optimisation skips its
-        last step, which only measures the loss (values.optimise_values)."""
+        last step, which only measures the loss (values.optimise_values). ``reuse``: work kept
+        while the weights are unchanged, shared with the same requests' other layers (given by
+        the engine's cell runner, which restores the weights after every edit)."""
         return [None] * len(requests)
 
     def apply(self, handle: ModelHandle, requests: Sequence[EditRequest], layer: int) -> EditResult:

@@ -14,7 +14,7 @@ from torch import nn
 from goldenlayers.editing.batches import RequestBatch
 from goldenlayers.models.handle import ModelHandle
 from goldenlayers.models.hooks import hidden_of, trace
-from goldenlayers.models.unchanged import active_unchanged
+from goldenlayers.models.unchanged import UnchangedWeights
 
 
 def as_float(tensor: torch.Tensor) -> torch.Tensor:
@@ -55,13 +55,13 @@ def _at_subject_of(handle: ModelHandle, rb: RequestBatch, modules: dict[str, nn.
     return found
 
 
-def template_keys(handle: ModelHandle, rb: RequestBatch, layer: int) -> torch.Tensor:
+def template_keys(handle: ModelHandle, rb: RequestBatch, layer: int,
+                  reuse: UnchangedWeights | None = None) -> torch.Tensor:
     """(n_templates, d_in): the edit matrix's input at the subject in every template; row 0 = bare.
-    While an ``UnchangedWeights`` is active, one pass gives every layer's (the same tensors)."""
-    unchanged = active_unchanged()
-    if unchanged is None:
+    With ``reuse``, one pass gives every layer's (the same tensors), kept for the next layers."""
+    if reuse is None:
         return at_subject(handle, rb, handle.adapter.edit_module(handle.model, layer), inputs=True)
-    every = unchanged.kept("template keys", handle, rb.batch, (rb.n_rewrite, _positions(rb)),
+    every = reuse.kept("template keys", handle, rb.batch, (rb.n_rewrite, _positions(rb)),
                            lambda: _template_keys_at_every_layer(handle, rb), capacity=64)
     return every[layer]
 

@@ -28,7 +28,7 @@ from safetensors.torch import save_file
 from goldenlayers.editing.base import EditResult, LayerUpdate, add_update
 from goldenlayers.editing.errors import PatchError
 from goldenlayers.editing.restore import Snapshot, preserved, restore
-from goldenlayers.models.handle import ModelHandle, weights_digest
+from goldenlayers.models.handle import ModelHandle
 from goldenlayers.safety import atomic_path
 
 FORMAT = "goldenlayers-patch/2"
@@ -88,11 +88,6 @@ class RemovalReport:
 
 def weight_digest(tensor: torch.Tensor) -> str:
     return hashlib.sha256(tensor.detach().contiguous().cpu().view(torch.uint8).numpy().tobytes()).hexdigest()
-
-
-def current_fingerprint(handle: ModelHandle) -> str:
-    """The weights as they are now (``handle.fingerprint`` is fixed at load and includes the config)."""
-    return weights_digest(handle)
 
 
 def _sample_index(tensor: torch.Tensor, layer: int) -> torch.Tensor:

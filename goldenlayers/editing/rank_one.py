@@ -23,6 +23,7 @@ from goldenlayers.editing.keys import compute_dtype, edit_output, mean_key, temp
 from goldenlayers.editing.updates import UpdateError, rank_one_update
 from goldenlayers.editing.values import optimise_value, values_for_requests
 from goldenlayers.models.handle import ModelHandle
+from goldenlayers.models.unchanged import UnchangedWeights
 
 
 class RankOneEditor(Editor):
@@ -43,15 +44,15 @@ class RankOneEditor(Editor):
         return (layer,) if self.config_for(handle).mom2_adjustment else ()
 
     def prepare(self, handle: ModelHandle, requests: Sequence[EditRequest], layer: int,
-                last_loss: bool = True) -> list[Prepared]:
+                last_loss: bool = True, reuse: UnchangedWeights | None = None) -> list[Prepared]:
         """Each request's v* at the edit matrix's output, optimised together, and its keys."""
         config = self.config_for(handle)
         values = values_for_requests(handle, requests, layer,
                                      handle.adapter.edit_module(handle.model, layer), config,
-                                     self.cache, last_loss)
+                                     self.cache, last_loss, reuse)
         return [value if isinstance(value, EditError) else PreparedRequest(
                     value, template_keys(handle, prepared_batch(handle, request, config, self.cache),
-                                         layer))
+                                         layer, reuse))
                 for request, value in zip(requests, values)]
 
     def _steps(self, handle: ModelHandle, requests: list[EditRequest], layer: int,

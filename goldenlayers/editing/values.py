@@ -12,8 +12,8 @@ only measures the loss, and the loop stops early once the loss is below ``v_loss
 
 Several requests' deltas are optimised together (``optimise_values``): their rows form one batch,
 each delta added only in its own rows, so one forward and backward per step serves them all. Brute
-force optimises the same batch at layer after layer; there the first step of every layer comes
-from one shared pass ("the first step, shared by the layers" below).
+force optimises the same batch at layer after layer; given the engine's ``reuse`` store, the first
+step of every layer comes from one shared pass ("the first step, shared by the layers" below).
 
 Two ways to compute the logits give the same delta: ``fast`` (the default) runs the blocks below the
 site and the columns before the subject once (models/partial.py) and applies the vocabulary head
@@ -41,7 +41,7 @@ from goldenlayers.models.handle import ModelHandle, apply_head
 from goldenlayers.models.hooks import hidden_of, trace, with_hidden
 from goldenlayers.models.partial import resume_point, run_from
 from goldenlayers.models.tokens import TokenBatch, stack_left_padded
-from goldenlayers.models.unchanged import active_unchanged
+from goldenlayers.models.unchanged import UnchangedWeights
 
 
 @dataclass(frozen=True)
@@ -62,8 +62,8 @@ def optimise_value(handle: ModelHandle, rb: RequestBatch, layer: int, site: nn.M
 
 
 def optimise_values(handle: ModelHandle, batches: Sequence[RequestBatch], layer: int,
-                    site: nn.Module, config: EditConfig,
-                    last_loss: bool = True) -> list[ValueResult | EditError]:
+                    site: nn.Module, config: EditConfig, last_loss: bool = True,
+                    reuse: UnchangedWeights | None = None) -> list[ValueResult | EditError]:
     """Optimise one delta per request batch, all in one forward and backward per step.
 
     The rows of all requests form one batch, but each request keeps its own delta (added only in
@@ -72,11 +72,12 @@ def optimise_values(handle: ModelHandle, batches: Sequence[RequestBatch], layer:
     one request at a time, up to float rounding. A request whose loss or delta is not finite gets
     its EditError in its place; the others go on. ``last_loss=False`` leaves out the last step,
     which only measures the loss, for callers that read no losses (brute force): the same values,
-    with one loss fewer (and a loss that turns non-finite only there goes unnoticed)."""
+    with one loss fewer (and a loss that turns non-finite only there goes unnoticed). ``reuse``:
+    work kept while the weights are unchanged (models/unchanged.py), shared with other layers."""
     if not batches:
         return []
     stacked = _stack(handle, batches)
-    logits_of = _logits_fn(handle, stacked.batch, stacked.scored, layer, config.fast)
+    logits_of = _logits_fn(handle, stacked.batch, stacked.scored, layer, config.fast, reuse)
     offset = stacked.first_edited_column if config.fast else 0
     rows, cols = stacked.subject_positions(offset)
     d_model = handle.adapter.edit_weight_out_in(handle.model, layer).shape[0]  # = the site's width
@@ -93,7 +94,7 @@ def optimise_values(handle: ModelHandle, batches: Sequence[RequestBatch], layer:
                 kept["value"] = value
         return _plus_deltas(out, deltas, stacked, rows, cols)
 
-    first = _first_step(handle, stacked, batches, layer, site, config)
+    first = _first_step(handle, stacked, batches, layer, site, config, reuse)
     for step in range(config.v_num_grad_steps):
         if 0 < step == config.v_num_grad_steps - 1 and not last_loss:
             for request, rb in enumerate(batches):
@@ -149,10 +150,11 @@ def _last_step(loss: torch.Tensor, step: int, config: EditConfig) -> bool:
 
 def values_for_requests(handle: ModelHandle, requests: Sequence[EditRequest], layer: int,
                         site: nn.Module, config: EditConfig, cache: EditCache,
-                        last_loss: bool = True) -> list[ValueResult | EditError]:
+                        last_loss: bool = True,
+                        reuse: UnchangedWeights | None = None) -> list[ValueResult | EditError]:
     """Each request's v* at ``site`` on the current weights, all in one batch; a request that
     cannot be edited (no subject in its prompt, an empty target) gets its EditError.
-    ``last_loss``: see ``optimise_values``."""
+    ``last_loss``, ``reuse``: see ``optimise_values``."""
     batches: list[RequestBatch | EditError] = []
     for request in requests:
         try:
@@ -160,7 +162,7 @@ def values_for_requests(handle: ModelHandle, requests: Sequence[EditRequest], la
         except EditError as error:
             batches.append(error)
     usable = [rb for rb in batches if isinstance(rb, RequestBatch)]
-    values = iter(optimise_values(handle, usable, layer, site, config, last_loss))
+    values = iter(optimise_values(handle, usable, layer, site, config, last_loss, reuse))
     return [next(values) if isinstance(rb, RequestBatch) else rb for rb in batches]
 
 
@@ -230,7 +232,7 @@ def _stack(handle: ModelHandle, batches: Sequence[RequestBatch]) -> _Stacked:
 
 
 def _logits_fn(handle: ModelHandle, batch: TokenBatch, scored: torch.Tensor, layer: int,
-               fast: bool) -> Callable[[], torch.Tensor]:
+               fast: bool, reuse: UnchangedWeights | None) -> Callable[[], torch.Tensor]:
     if not fast:
         def full() -> torch.Tensor:
             logits = handle.model(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
@@ -238,7 +240,7 @@ def _logits_fn(handle: ModelHandle, batch: TokenBatch, scored: torch.Tensor, lay
             return logits[scored]  # (B, T, V) computed, (N + 1, V) per request used
         return full
     start = int(batch.subject_last.min())
-    point = resume_point(handle, batch, layer, start)
+    point = resume_point(handle, batch, layer, start, reuse)
     scored = scored[:, start:]
 
     def resumed() -> torch.Tensor:
@@ -251,7 +253,7 @@ def _logits_fn(handle: ModelHandle, batch: TokenBatch, scored: torch.Tensor, lay
 # Adam's first step starts from delta = 0, so its forward pass is the unedited model's whatever the
 # layer, and so are its loss (but for the decay term, which is 0 at delta = 0) and the KL reference;
 # only the site whose gradient it needs differs. Brute force and the study edit the same requests
-# at layer after layer from unchanged weights: while an UnchangedWeights is active, one pass from the
+# at layer after layer from unchanged weights: given their UnchangedWeights, one pass from the
 # lowest layer asked for, with a zero delta at the site of every block from there up, and one
 # backward give each of those layers its first step. The gradient that reaches block l's site goes
 # through the same operations as in a pass resumed at l (the zero deltas above it add exactly
@@ -277,21 +279,21 @@ class _SharedFirstStep:
 
 
 def _first_step(handle: ModelHandle, stacked: _Stacked, batches: Sequence[RequestBatch],
-                layer: int, site: nn.Module, config: EditConfig) -> _FirstStep | None:
+                layer: int, site: nn.Module, config: EditConfig,
+                reuse: UnchangedWeights | None) -> _FirstStep | None:
     """The first step at ``layer`` from the pass shared with the other layers, or None where it
-    is not shared: no UnchangedWeights active, the plain logits, a layer below the shared pass's,
-    or a request that stops or fails at its first step here but not there."""
-    unchanged = active_unchanged()
-    if unchanged is None or not config.fast:
+    is not shared: no ``reuse`` store, the plain logits, a layer below the shared pass's, or a
+    request that stops or fails at its first step here but not there."""
+    if reuse is None or not config.fast:
         return None
     path = _site_path(handle, layer, site)
     if path is None:
         return None
     detail = (path, _scoring_digest(stacked, batches), config.kl_factor, config.v_weight_decay,
               config.v_loss_stop, config.v_num_grad_steps)
-    shared = unchanged.kept("value first step", handle, stacked.batch, detail,
-                            lambda: _shared_first_step(handle, stacked, batches, layer, path,
-                                                       config), capacity=2)
+    shared = reuse.kept("value first step", handle, stacked.batch, detail,
+                        lambda: _shared_first_step(handle, stacked, batches, layer, path, config,
+                                                   reuse), capacity=2)
     if layer not in shared.values_before:
         return None
     dtype = compute_dtype(handle)
@@ -305,10 +307,11 @@ def _first_step(handle: ModelHandle, stacked: _Stacked, batches: Sequence[Reques
 
 
 def _shared_first_step(handle: ModelHandle, stacked: _Stacked, batches: Sequence[RequestBatch],
-                       layer: int, path: str, config: EditConfig) -> _SharedFirstStep:
+                       layer: int, path: str, config: EditConfig,
+                       reuse: UnchangedWeights) -> _SharedFirstStep:
     layers = range(layer, handle.num_layers)
     sites = {str(i): handle.adapter.block(handle.model, i).get_submodule(path) for i in layers}
-    logits_of = _logits_fn(handle, stacked.batch, stacked.scored, layer, fast=True)
+    logits_of = _logits_fn(handle, stacked.batch, stacked.scored, layer, fast=True, reuse=reuse)
     rows, cols = stacked.subject_positions(stacked.first_edited_column)
     d_model = handle.adapter.edit_weight_out_in(handle.model, layer).shape[0]
     deltas = {i: [torch.zeros(d_model, dtype=compute_dtype(handle), device=handle.device,

@@ -32,6 +32,7 @@ from goldenlayers.editing.keys import at_subject, compute_dtype, kinds_mean_key,
 from goldenlayers.editing.updates import Factors, UpdateError
 from goldenlayers.editing.values import ValueResult, values_for_requests
 from goldenlayers.models.handle import ModelHandle
+from goldenlayers.models.unchanged import UnchangedWeights
 
 
 class WindowEditor(Editor):
@@ -52,11 +53,11 @@ class WindowEditor(Editor):
         return len(self.layers_for(handle, layer))  # one per layer of the window
 
     def prepare(self, handle: ModelHandle, requests: Sequence[EditRequest], layer: int,
-                last_loss: bool = True) -> list[Prepared]:
+                last_loss: bool = True, reuse: UnchangedWeights | None = None) -> list[Prepared]:
         """Each request's z at the output of the window's top block, optimised together."""
         values = values_for_requests(handle, requests, layer,
                                      handle.adapter.block(handle.model, layer),
-                                     self.config_for(handle), self.cache, last_loss)
+                                     self.config_for(handle), self.cache, last_loss, reuse)
         return [v if isinstance(v, EditError) else PreparedRequest(v) for v in values]
 
     def _steps(self, handle: ModelHandle, requests: list[EditRequest], layer: int,

@@ -130,7 +130,8 @@ class CellRunner:
     fluency_requests: frozenset[str] = frozenset()  # "data set/case id" of those that get fluency
     fluency_procedure: str = "greedy"
     _pre: PreEditState | None = field(default=None, repr=False)
-    _unchanged: UnchangedWeights = field(default_factory=UnchangedWeights, repr=False)
+    # kept while the weights are unchanged, i.e. between cells: passed to ``Editor.prepare`` only
+    _reuse: UnchangedWeights = field(default_factory=UnchangedWeights, repr=False)
 
     def __post_init__(self) -> None:
         if self.fluency_procedure not in FLUENCY_PROCEDURES:
@@ -162,10 +163,10 @@ class CellRunner:
         for layer, group in groupby(cells, key=lambda cell: cell[0].layer):
             group = list(group)
             start = time.perf_counter()
-            with self._unchanged.active():  # no edit is in place between cells
-                # a row keeps no losses, so the loss after the last update is not measured
-                prepared = self.editor.prepare(self.handle, [request for _, request in group],
-                                               layer, last_loss=False)
+            # no edit is in place between cells; a row keeps no losses, so the loss after the
+            # last update is not measured
+            prepared = self.editor.prepare(self.handle, [request for _, request in group], layer,
+                                           last_loss=False, reuse=self._reuse)
             share = (time.perf_counter() - start) / len(group)
             rows += [self._cell(key, request, pre, value, share)
                      for (key, request), value in zip(group, prepared)]

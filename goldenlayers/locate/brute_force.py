@@ -12,14 +12,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from goldenlayers.editing import fluency_procedure, get_editor
-from goldenlayers.editing.batches import ordered_for_batching
-from goldenlayers.engine import CellKey, CellRunner, Grid, grid_of, layer_batches
+from goldenlayers.engine import CellKey, CellRunner, Grid, grid_of, run_cells
 from goldenlayers.engine.layers import parse_layers
 from goldenlayers.evaluate import METRICS, OVERALL, TEACHER_FORCED, higher_is_better, supports
 from goldenlayers.locate.base import LayerScores, LocateError, Locator, check_positive, register
 from goldenlayers.locate.measure import measure
 from goldenlayers.models.handle import ModelHandle
-from goldenlayers.progress import track
 
 log = logging.getLogger(__name__)
 
@@ -83,13 +81,10 @@ class BruteForceLocator(Locator):
                             fluency_procedure=fluency_procedure(editor.profile))
         runner.pre_edit(list(requests))  # the unedited model, once
         layers = parse_layers(s.layers, handle.num_layers)
-        editor.precompute_statistics(handle, layers)  # every layer's, in one pass over the corpus
-        # neighbours share a value batch (layer_batches), which recomputes its widest one's columns
         cells = [(CellKey(handle.name, s.dataset, split, s.editor, layer, str(r.case_id), s.seed), r)
-                 for r in ordered_for_batching(requests, handle.tokenizer) for layer in layers]
-        batches = layer_batches([key for key, _ in cells], s.batch_requests)
-        rows = [row for batch in track(batches, f"brute force ({s.editor}, batches of cells)")
-                for row in runner.run_batch([cells[i] for i in batch])]
+                 for r in requests for layer in layers]
+        rows = run_cells(cells, runner, requests_per_batch=s.batch_requests,
+                         label=f"brute force ({s.editor}, request x layer)")
         failed = [row for row in rows if row.error]
         if failed:
             log.warning("%d of %d edits failed; first: %s", len(failed), len(rows), failed[0].error)

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from goldenlayers.editing import get_editor
-from goldenlayers.engine import CellKey, CellRow, CellRunner, layer_batches
+from goldenlayers.engine import CellKey, CellRow, CellRunner, run_cells
 from goldenlayers.evaluate import bootstrap_interval, paired_comparison
 from goldenlayers.locate.base import (LayerScores, LocateError, Locator, check_positive,
                                       get_locator, register)
@@ -27,7 +27,6 @@ from goldenlayers.locate.measure import measure
 from goldenlayers.locate.search import (STRATEGIES, TRIAL_METRICS, SearchResult, Strategy,
                                         run_strategy)
 from goldenlayers.models.handle import ModelHandle
-from goldenlayers.progress import track
 
 log = logging.getLogger(__name__)
 
@@ -173,22 +172,18 @@ class CellTrial:
         todo = [cell for cell in dict.fromkeys(cells) if cell not in self.rows]
         if todo:
             self.runner.pre_edit(self.requests)  # the unedited model, once
-            self.runner.editor.precompute_statistics(self.handle, sorted({l for _, l in todo}))
             self._run(todo)
         return np.array([[self.rows[cell].metrics.get(m, 0.0) for m in TRIAL_METRICS]
                          for cell in cells])  # a failed edit has no metrics: it did not take
 
     def _run(self, todo: list[tuple[int, int]]) -> None:
         s = self.settings
-        keys = [CellKey(self.handle.name, s.dataset, "proxy", s.editor, layer,
-                        self.request_ids[index], s.seed) for index, layer in todo]
-        # one layer's cells of neighbouring requests share a value batch
-        by_layer = sorted(range(len(todo)), key=lambda i: (todo[i][1], todo[i][0]))
-        keys = [keys[i] for i in by_layer]
-        cells = [todo[i] for i in by_layer]
-        for batch in track(layer_batches(keys, s.batch_requests), "trial edits (batches of cells)"):
-            rows = self.runner.run_batch([(keys[i], self.requests[cells[i][0]]) for i in batch])
-            self.rows.update((cells[i], row) for i, row in zip(batch, rows))
+        cells = [(CellKey(self.handle.name, s.dataset, "proxy", s.editor, layer,
+                          self.request_ids[index], s.seed), self.requests[index])
+                 for index, layer in todo]
+        rows = run_cells(cells, self.runner, requests_per_batch=s.batch_requests,
+                         label="trial edits (request x layer)")
+        self.rows.update(zip(todo, rows))
 
     def rows_by_layer(self, order: Sequence[int]) -> dict[int, list[CellRow]]:
         """Each tried layer's rows, in the order the requests were tried."""

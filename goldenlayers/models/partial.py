@@ -9,8 +9,8 @@ cache). ``run_from`` then replays just those blocks on just those columns, so ho
 with ``trace`` fire as in a full forward pass, and the result equals the full pass's up to float
 rounding. Nothing here knows an architecture: the model's own forward builds every argument.
 
-The pass that ``resume_point`` records runs every block, so one pass can serve every layer: while
-an ``UnchangedWeights`` (models/unchanged.py) is active, it records every block once per batch.
+The pass that ``resume_point`` records runs every block, so one pass can serve every layer: given
+an ``UnchangedWeights`` (models/unchanged.py) as ``reuse``, it records every block once per batch.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from torch import nn
 from goldenlayers.models.handle import ModelHandle
 from goldenlayers.models.hooks import hidden_of, trace
 from goldenlayers.models.tokens import TokenBatch
-from goldenlayers.models.unchanged import active_unchanged
+from goldenlayers.models.unchanged import UnchangedWeights
 
 
 @dataclass
@@ -58,17 +58,17 @@ def _prefix_cache(handle: ModelHandle, batch: TokenBatch, start: int):
 
 
 @torch.no_grad()
-def resume_point(handle: ModelHandle, batch: TokenBatch, layer: int, start: int = 0) -> ResumePoint:
+def resume_point(handle: ModelHandle, batch: TokenBatch, layer: int, start: int = 0,
+                 reuse: UnchangedWeights | None = None) -> ResumePoint:
     """Run everything that cannot depend on block ``layer`` at columns >= ``start``, once (or take
-    it from the active ``UnchangedWeights``)."""
+    it from ``reuse``, where one pass of every block serves every layer)."""
     handle.adapter.check_layer(handle.model, layer)
     if not 0 <= start < batch.input_ids.shape[1]:
         raise ValueError(f"start column {start} is outside the batch's {batch.input_ids.shape[1]} columns")
-    unchanged = active_unchanged()
-    if unchanged is None:
+    if reuse is None:
         return _record(handle, batch, start, first_block=layer).at(layer)
     # brute force goes layer by layer through one batch of requests, then the next: keep two
-    return unchanged.kept("pass", handle, batch, start,
+    return reuse.kept("pass", handle, batch, start,
                           lambda: _record(handle, batch, start, first_block=0), capacity=2).at(layer)
 
 

@@ -8,11 +8,9 @@ folder's JSON-lines result files (``engine.results``); running again skips what 
 """
 
 from goldenlayers.study.analysis import StudyResults, load_results
-from goldenlayers.study.executor import EXECUTORS, CellTask, CellWorker, WorkerSpec, make_executor
 from goldenlayers.study.run import DatasetPlan, StudyRun, plan_datasets, run_study
 from goldenlayers.study.settings import StudySettings, parse_layers
 from goldenlayers.study.store import SettingsMismatch, read_manifest
 
-__all__ = ["EXECUTORS", "CellTask", "CellWorker", "DatasetPlan", "SettingsMismatch",
-           "StudyResults", "StudyRun", "StudySettings", "WorkerSpec", "load_results",
-           "make_executor", "parse_layers", "plan_datasets", "read_manifest", "run_study"]
+__all__ = ["DatasetPlan", "SettingsMismatch", "StudyResults", "StudyRun", "StudySettings",
+           "load_results", "parse_layers", "plan_datasets", "read_manifest", "run_study"]

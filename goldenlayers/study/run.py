@@ -18,14 +18,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from goldenlayers.data.records import EditRequest
-from goldenlayers.editing import get_editor
-from goldenlayers.editing.batches import ordered_for_batching
-from goldenlayers.engine import CellKey, LocateRow, ResultsFolder, seed_everything
+from goldenlayers.editing import fluency_procedure, get_editor
+from goldenlayers.engine import (CellKey, CellRunner, LocateRow, ResultsFolder, check_executor,
+                                 run_cells, seed_everything)
 from goldenlayers.errors import GoldenLayersError
 from goldenlayers.evaluate import DEFAULT_METRICS
 from goldenlayers.models import ModelHandle, load_model
 from goldenlayers.safety import run_lock
-from goldenlayers.study.executor import CellTask, WorkerSpec, make_executor
 from goldenlayers.study.lga_readings import PRODUCTS
 from goldenlayers.study.settings import StudySettings
 from goldenlayers.study.store import FORMAT, merged_manifest, requests_digest, write_manifest
@@ -137,21 +136,16 @@ def store_products(handle: ModelHandle, plan: DatasetPlan, settings: StudySettin
 ORDER_WINDOW_BATCHES = 4
 
 
-def cell_tasks(plans: Sequence[DatasetPlan], settings: StudySettings, handle: ModelHandle,
-               layers: Sequence[int], requests_per_batch: int = 4) -> list[CellTask]:
-    """Every cell of the study: per data set, proxy then test, request by request, every layer.
-
-    Within each window of ``ORDER_WINDOW_BATCHES`` batches of a split, the requests go by the
-    columns their value optimisation recomputes (``ordered_for_batching``): the executor stacks
-    consecutive requests (``engine.layer_batches``), and a stack recomputes its widest request's
-    columns for all. Only the order changes, not the split, and no cell's result depends on it
-    (up to float rounding)."""
-    window = ORDER_WINDOW_BATCHES * requests_per_batch
-    return [CellTask(CellKey(handle.name, plan.name, split_name, settings.editor, layer,
-                             str(request.case_id), settings.seed), request)
+def study_cells(plans: Sequence[DatasetPlan], settings: StudySettings, handle: ModelHandle,
+                layers: Sequence[int]) -> list[tuple[CellKey, EditRequest]]:
+    """Every cell of the study: per data set, proxy then test, request by request in the seeded
+    split's order, every layer. ``run_cells`` runs them ordered by width within windows of
+    ``ORDER_WINDOW_BATCHES`` batches of a split; no cell's result depends on the order (up to
+    float rounding)."""
+    return [(CellKey(handle.name, plan.name, split_name, settings.editor, layer,
+                     str(request.case_id), settings.seed), request)
             for plan in plans for split_name in ("proxy", "test")
-            for request in ordered_for_batching(plan.split(split_name), handle.tokenizer, window)
-            for layer in layers]
+            for request in plan.split(split_name) for layer in layers]
 
 
 def wanted_manifest(settings: StudySettings, handle: ModelHandle,
@@ -173,6 +167,7 @@ def run_study(settings: StudySettings, run_dir: str | Path, *, executor: str = "
               num_cpus: int | None = None, requests_per_batch: int = 4) -> StudyRun:
     """Run (or resume, or extend) the study in ``run_dir``; contradicting settings are refused."""
     start = time.perf_counter()
+    check_executor(executor)
     Path(run_dir).mkdir(parents=True, exist_ok=True)
     with run_lock(run_dir):  # a second study writing the same folder is refused, not interleaved
         return _run_locked(settings, run_dir, start, executor=executor, device=device,
@@ -189,24 +184,18 @@ def _run_locked(settings: StudySettings, run_dir: str | Path, start: float, *, e
     write_manifest(run_dir, manifest)
     folder = ResultsFolder(run_dir)
     run_locators(handle, plans, settings, folder)
-    tasks = cell_tasks(plans, settings, handle, settings.resolve_layers(handle.num_layers),
-                       requests_per_batch)
+    cells = study_cells(plans, settings, handle, settings.resolve_layers(handle.num_layers))
     done = {row.key for row in folder.cells()}
-    todo = [task for task in tasks if task.key not in done]
-    log.info("%d of %d cells to do", len(todo), len(tasks))
-    if todo:
-        # the key statistics of every layer left, in one pass, before the workers need them
-        get_editor(settings.editor, **settings.editor_overrides).precompute_statistics(
-            handle, sorted({task.key.layer for task in todo}))
-        fluency = frozenset().union(*(fluency_case_ids(p, settings.fluency_size, settings.seed)
-                                      for p in plans))
-        spec = WorkerSpec(settings.model, settings.dtype, device, settings.editor,
-                          dict(settings.editor_overrides), settings.metrics, fluency)
-        runner = make_executor(executor, spec, handle, workers=workers, address=ray_address,
-                               num_cpus=num_cpus, requests_per_batch=requests_per_batch)
-        try:
-            runner.run(todo, folder.add_cell)
-        finally:
-            runner.close()
-    return StudyRun(Path(run_dir), len(tasks), len(tasks) - len(todo), len(todo),
+    todo = [cell for cell in cells if cell[0] not in done]
+    log.info("%d of %d cells to do", len(todo), len(cells))
+    fluency = frozenset().union(*(fluency_case_ids(p, settings.fluency_size, settings.seed)
+                                  for p in plans))
+    editor = get_editor(settings.editor, **settings.editor_overrides)  # its profile, if any, too
+    runner = CellRunner(handle, editor, settings.metrics, fluency,
+                        fluency_procedure(editor.profile))
+    run_cells(todo, runner, executor=executor, workers=workers, ray_address=ray_address,
+              num_cpus=num_cpus, requests_per_batch=requests_per_batch,
+              order_window=ORDER_WINDOW_BATCHES * requests_per_batch, on_row=folder.add_cell,
+              label=f"cells ({settings.editor}, request x layer, {executor})")
+    return StudyRun(Path(run_dir), len(cells), len(cells) - len(todo), len(todo),
                     time.perf_counter() - start)
