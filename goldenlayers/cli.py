@@ -61,20 +61,38 @@ def _fraction(value: float) -> float:
     return value
 
 
-def _check_outputs(**paths: tuple[str | None, tuple[str, ...]]) -> None:
-    """Each output file (option name -> (path, allowed suffixes)) can be written: before the work."""
-    from goldenlayers.safety import check_output_path
+def _check_outputs(overwrite: bool, inputs: list[tuple[str, str | None]],
+                   **paths: tuple[str | None, tuple[str, ...]]) -> None:
+    """Each output file (option name -> (path, allowed suffixes)) may be written: before the work
+    (``files.outputs.check_output_path``: not an input, new or our own unless ``overwrite``)."""
+    from goldenlayers.files.outputs import check_output_path
 
     for option, (path, suffixes) in paths.items():
         if path:
-            check_output_path(path, option=f"--{option.replace('_', '-')}", suffixes=suffixes)
+            check_output_path(path, option=f"--{option.replace('_', '-')}", suffixes=suffixes,
+                              overwrite=overwrite, inputs=inputs)
 
 
 def _write_json(path: str, value) -> None:
-    from goldenlayers.safety import atomic_write_json
+    from goldenlayers.files.outputs import write_output_json
 
-    atomic_write_json(path, value)
+    write_output_json(path, value)
     console.print(f"wrote {path}")
+
+
+def _locate_options(*, fence_k, layers: str, profile: str, **values) -> dict[str, tuple[str, object]]:
+    """The locate options the user gave (not left at their defaults), as option -> (the settings
+    field it sets, its value), for ``method_options`` to check against the method's settings."""
+    given = {f"--{name.replace('_', '-')}": (name, value) for name, value in values.items()
+             if value is not None and (name, value) != ("editor", "r-rome")}
+    if fence_k is not None:
+        given["--fence-k"] = ("fence_k", None if fence_k < 0 else fence_k)
+    if layers != "all":
+        given["--layers"] = ("layers", layers)
+    if profile != "default":
+        given["--profile"] = ("editor_overrides",
+                              dict(item.split("=", 1) for item in _with_profile(profile, [])))
+    return given
 
 
 @app.command()
@@ -100,6 +118,7 @@ def datasets(
 ) -> None:
     """List the bundled data sets (and any PATHS): records, format, metrics supported, source."""
     from goldenlayers.data import BUNDLED, load_dataset
+    from goldenlayers.data.formats import MODEL_ANSWER_NOTE
 
     loaded = [load_dataset(name) for name in BUNDLED]
     loaded += [load_dataset(path, format=format, skip_invalid=skip_invalid) for path in paths or ()]
@@ -119,7 +138,8 @@ def datasets(
         for reason in data.skip_reasons:
             console.print(f"  skipped {reason}", highlight=False, soft_wrap=True)
         for what, count in data.notes.items():
-            console.print(f"  left out {count:,} {what}", highlight=False, soft_wrap=True)
+            verb = "" if what == MODEL_ANSWER_NOTE else "left out "
+            console.print(f"  {verb}{count:,} {what}", highlight=False, soft_wrap=True)
 
 
 @app.command()
@@ -135,7 +155,7 @@ def study(
                                   help="Test requests per data set (0: all)."),
     proxy_size: int = typer.Option(3, "--proxy-size", min=0,
                                    help="Proxy requests per data set (0: all)."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the split and of every unit."),
+    seed: int = typer.Option(0, "--seed", min=0, help="Seed of the split and of every unit."),
     layers: str = typer.Option("all", "--layers", help=LAYERS_HELP),
     fluency_size: int = typer.Option(0, "--fluency-size", help="Test requests per data set that "
                                      "also get fluency (seeded; it generates text, so it is slow)."),
@@ -159,8 +179,10 @@ def study(
                                "easyedit (EasyEdit's published ones for the model family)."),
 ) -> None:
     """Run the paper's experiments (resumable: run it again to finish or to check it is done)."""
+    from goldenlayers.app.user_input import check_study_options
     from goldenlayers.study import StudySettings, run_study
 
+    check_study_options(out, data, executor)
     settings = StudySettings(model=model, datasets=data, editor=editor, proxy_fraction=proxy_fraction,
                              test_size=test_size or None, proxy_size=proxy_size or None, seed=seed,
                              layers=layers, dtype=dtype, metrics=metrics,
@@ -184,6 +206,8 @@ def study(
 def report(
     run_dir: str = typer.Argument(..., help="A study's run directory."),
     out: str = typer.Option(None, "--out", help="Write the report here (default: RUN_DIR)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace report files in --out "
+                                   "that goldenlayers did not write."),
     min_test_requests: int = typer.Option(
         None, "--min-test-requests", min=1, show_default=False,
         help="A data set (campaign.md: a pair) with fewer test requests edited at every layer "
@@ -195,14 +219,16 @@ def report(
 
     from goldenlayers.report import write_report
     from goldenlayers.report.campaign import study_folders, write_campaign_report
+    from goldenlayers.report.outputs import check_report_out
     from goldenlayers.report.tables import MIN_TEST_REQUESTS
 
     min_test_requests = min_test_requests or MIN_TEST_REQUESTS
     if not (Path(run_dir) / "study.json").exists() and study_folders(run_dir):
+        check_report_out(run_dir, out or run_dir, overwrite, names=("campaign.md",))
         path = write_campaign_report(run_dir, out or run_dir, min_test_requests)
         console.print(f"Wrote {path} and a report per model beside it.")
         return
-    files = write_report(run_dir, out, min_test_requests)
+    files = write_report(run_dir, out, min_test_requests, overwrite)
     table = Table(title="Golden layers (test rewrite accuracy) and where the locators land")
     for column in ("data set", "n test", "golden", "proxy golden", "LGA (regret [95% CI])",
                    "CMA (regret [95% CI])"):
@@ -236,7 +262,9 @@ def locate(
     verify: int = typer.Option(0, "--verify", min=0, help="Edit N held-out requests at the "
                                "golden layer and print their metrics."),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:1, mps."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the proxy draw and of causal tracing."),
+    seed: int = typer.Option(0, "--seed", min=0, help="Seed of the proxy draw and of causal tracing."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a --json or --plot file "
+                                   "that goldenlayers did not write."),
     fence_k: float = typer.Option(None, "--fence-k", callback=_finite,
                                   help="LGA: Tukey's fence k (< 0: no fences)."),
     direction: str = typer.Option(None, "--direction", help="LGA: argmax or argmin."),
@@ -255,7 +283,8 @@ def locate(
     LGA options left out take the default reading's choice (printed with the result)."""
 
     from goldenlayers.data import load_dataset
-    from goldenlayers.app.locate_job import locator_settings, proxy_split, verify_at_layer
+    from goldenlayers.app.locate_job import (locator_settings, method_options, proxy_split,
+                                             verify_at_layer)
     from goldenlayers.app.render import (layer_table, metrics_table, plot_layer_scores,
                                          stability_line)
     from goldenlayers.evaluate import bootstrap_interval
@@ -263,23 +292,21 @@ def locate(
     from goldenlayers.models import load_model
     from goldenlayers.models.tokens import check_fits_context
 
-    _check_outputs(json=(json_out, (".json",)), plot=(plot, (".png", ".svg", ".pdf")))
+    chosen = method_options(method, _locate_options(
+        fence_k=fence_k, direction=direction, weights=weights, old_answer=old_answer,
+        similarity=similarity, combine=combine, layers=layers, profile=profile,
+        editor=None if verify else editor))
+    _check_outputs(overwrite, [("--data", data)], json=(json_out, (".json",)),
+                   plot=(plot, (".png", ".svg", ".pdf")))
     dataset = load_dataset(data)
     handle = load_model(model, device=device)
     parts = proxy_split(dataset.requests, proxy, seed)
     if verify > 0 and not parts.held_out:
         raise GoldenLayersError("--verify needs held-out requests: the proxy set used them all")
     check_fits_context(handle, parts.proxy + parts.held_out[:verify])
-    reading = {name: value for name, value in (("direction", direction), ("weights", weights),
-                                                ("old_answer", old_answer),
-                                                ("similarity", similarity), ("combine", combine))
-               if value is not None}
-    if fence_k is not None:
-        reading["fence_k"] = None if fence_k < 0 else fence_k
     settings = locator_settings(method, top_k=top_k, seed=seed, editor=editor, layers=layers,
-                                dataset=dataset.name, **reading)
-    if method == "brute-force" and profile != "default":
-        settings["editor_overrides"] = dict(item.split("=", 1) for item in _with_profile(profile, []))
+                                dataset=dataset.name)
+    settings.update(chosen)
     scores = get_locator(method, **settings).locate(handle, parts.proxy)
     console.print(layer_table(scores, f"{method} on {handle.name}, {len(parts.proxy)} "
                                       f"{dataset.name} requests"))
@@ -351,11 +378,17 @@ def parse_layer(text: str, handle, data: str | None = None) -> int:
                                     f"{located_on} ({scores.notes[-1]}); give --layer N")
         console.print(f"--layer auto: the LGA golden layer of {handle.name} on {located_on} is {layer}")
         return layer
+    return handle.adapter.check_layer(handle.model, _layer_number(text))
+
+
+def _layer_number(text: str) -> int | None:
+    """--layer as a number (None for auto); anything else is refused naming the option."""
+    if text.strip().lower() == "auto":
+        return None
     try:
-        layer = int(text)
+        return int(text)
     except ValueError:
         raise GoldenLayersError(f"--layer expects a layer number or 'auto', got {text!r}") from None
-    return handle.adapter.check_layer(handle.model, layer)
 
 
 def _edit_table(session) -> Table:
@@ -404,11 +437,13 @@ def edit(
     from goldenlayers.editing import EDITORS, get_editor, save_patch
     from goldenlayers.models import load_model
     from goldenlayers.models.tokens import check_fits_context
-    from goldenlayers.safety import check_output_folder
+    from goldenlayers.files.outputs import check_output_folder
 
-    _check_outputs(json=(json_out, (".json",)), patch=(patch, (".safetensors",)))
+    inputs = [("--data", data), ("--model", model)]
+    _check_outputs(overwrite, inputs, json=(json_out, (".json",)), patch=(patch, (".safetensors",)))
     if out:
-        check_output_folder(out, overwrite=overwrite)
+        check_output_folder(out, overwrite=overwrite, inputs=inputs)
+    _layer_number(layer)  # a typo is refused before the model loads
     requests = load_requests(data, prompt=prompt, subject=subject, target=target, n=n)
     if editor.lower() not in EDITORS:
         raise GoldenLayersError(f"unknown editor {editor!r}; available: {', '.join(sorted(EDITORS))}")
@@ -442,54 +477,59 @@ PATCH_OUT_OVERWRITE = typer.Option(False, "--overwrite", help="Save into an --ou
 PATCH_DEVICE = typer.Option("cpu", "--device", help="cpu, cuda, cuda:1, mps.")
 
 
-def _patch_and_model(file: str, model: str, out: str | None, overwrite: bool, device: str):
-    """The patch and the model it goes to, after refusing an --out folder it must not write."""
+PATCH_IN_PLACE = typer.Option(False, "--in-place", help="Save the result over the --model folder "
+                               "itself (its weights and tokenizer files; other files are kept).")
+
+
+def _patch_and_model(file: str, model: str, out: str | None, overwrite: bool, device: str,
+                     in_place: bool):
+    """The patch and the model it goes to, after refusing an output it must not write."""
+    from goldenlayers.app.user_input import patch_output
     from goldenlayers.editing import load_patch
     from goldenlayers.models import load_model
-    from goldenlayers.safety import check_output_folder
 
-    if out:
-        check_output_folder(out, overwrite=overwrite)
-    return load_patch(file), load_model(model, device=device)
+    destination = patch_output(file, model, out, in_place, overwrite)
+    return load_patch(file), load_model(model, device=device), destination
 
 
 @patch_app.command("apply")
 def patch_apply(
     file: str = PATCH_FILE,
     model: str = typer.Option(..., "--model", help="The model the patch was made for."),
-    out: str = typer.Option(None, "--out", help="Save the patched model here."),
+    out: str = typer.Option(None, "--out", help="Save the patched model here (or --in-place)."),
     overwrite: bool = PATCH_OUT_OVERWRITE,
+    in_place: bool = PATCH_IN_PLACE,
     device: str = PATCH_DEVICE,
 ) -> None:
     """Add a patch's weight changes to the weights it was made from (anything else is refused)."""
     from goldenlayers.app.edit_session import save_model
     from goldenlayers.editing import apply_patch
 
-    loaded, handle = _patch_and_model(file, model, out, overwrite, device)
+    loaded, handle, out = _patch_and_model(file, model, out, overwrite, device, in_place)
     apply_patch(handle, loaded)
+    saved = save_model(handle, out, overwrite=overwrite or in_place)
     console.print(f"applied {loaded.editor} patch ({len(loaded.requests)} requests) to layers "
-                  f"{list(loaded.layers)} of {handle.name}")
-    if out:
-        console.print(f"saved the patched model to {save_model(handle, out, overwrite=overwrite)}")
+                  f"{list(loaded.layers)} of {handle.name} and saved the model to {saved}")
 
 
 @patch_app.command("remove")
 def patch_remove(
     file: str = PATCH_FILE,
     model: str = typer.Option(..., "--model", help="A model the patch is applied to."),
-    out: str = typer.Option(None, "--out", help="Save the model without the patch here."),
+    out: str = typer.Option(None, "--out", help="Save the model without the patch here (or "
+                            "--in-place)."),
     overwrite: bool = PATCH_OUT_OVERWRITE,
+    in_place: bool = PATCH_IN_PLACE,
     device: str = PATCH_DEVICE,
 ) -> None:
     """Subtract a patch's weight changes, only from patched weights; say how near the original."""
     from goldenlayers.app.edit_session import save_model
     from goldenlayers.editing import remove_patch
 
-    loaded, handle = _patch_and_model(file, model, out, overwrite, device)
+    loaded, handle, out = _patch_and_model(file, model, out, overwrite, device, in_place)
     console.print(f"layers {list(loaded.layers)} of {handle.name}: "
                   f"{remove_patch(handle, loaded).describe()}")
-    if out:
-        console.print(f"saved the model to {save_model(handle, out, overwrite=overwrite)}")
+    console.print(f"saved the model to {save_model(handle, out, overwrite=overwrite or in_place)}")
 
 
 def _debugging() -> bool:

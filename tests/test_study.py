@@ -402,7 +402,7 @@ def test_campaign_report_chooses_each_pairs_reading_on_the_other_pairs(local_run
 
 
 def test_a_second_study_on_the_same_folder_is_refused_while_one_runs(tmp_path):
-    from goldenlayers.safety import RunLocked, run_lock
+    from goldenlayers.files.locks import RunLocked, run_lock
 
     with run_lock(tmp_path):  # a study already writing this folder
         with pytest.raises(RunLocked, match=str(tmp_path)):

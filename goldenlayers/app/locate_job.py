@@ -4,7 +4,7 @@ disk for ``goldenlayers edit --layer auto``, and a check of the chosen layer on 
 
 from __future__ import annotations
 
-import hashlib
+import dataclasses
 import json
 import logging
 from dataclasses import dataclass
@@ -15,12 +15,13 @@ from goldenlayers.data import load_dataset, split
 from goldenlayers.editing import get_editor
 from goldenlayers.editing.batches import ordered_for_batching
 from goldenlayers.engine import CellKey, CellRow, CellRunner, layer_batches
-from goldenlayers.locate.base import LayerScores, LocateError, get_locator
+from goldenlayers.locate.base import LOCATORS, LayerScores, LocateError, get_locator
 from goldenlayers.locate.readings import DEFAULT_READING
 from goldenlayers.models.handle import ModelHandle
 from goldenlayers.models.load import cache_dir
 from goldenlayers.progress import track
-from goldenlayers.safety import atomic_write_text
+from goldenlayers.files.atomic import atomic_write_text
+from goldenlayers.files.digests import file_digest, settings_digest
 
 log = logging.getLogger(__name__)
 
@@ -54,14 +55,12 @@ def _dataset_identity(dataset) -> str:
     """The data set's name plus a hash of its file, so a changed file is a new cache entry."""
     if dataset.path is None or not Path(dataset.path).is_file():
         return dataset.name
-    digest = hashlib.sha256(Path(dataset.path).read_bytes()).hexdigest()[:16]
-    return f"{dataset.name}:{digest}"
+    return f"{dataset.name}:{file_digest(dataset.path)[:16]}"
 
 
 def _cache_file(handle: ModelHandle, identity: str, method: str, settings: dict[str, Any]) -> Path:
-    key = json.dumps({"format": CACHE_FORMAT, "model": handle.fingerprint, "data": identity,
-                      "method": method, "settings": settings}, sort_keys=True, default=str)
-    digest = hashlib.sha256(key.encode()).hexdigest()[:20]
+    digest = settings_digest({"format": CACHE_FORMAT, "model": handle.fingerprint, "data": identity,
+                              "method": method, "settings": settings})[:20]
     return cache_dir() / "golden-layers" / f"{handle.fingerprint}-{method}-{digest}.json"
 
 
@@ -149,3 +148,23 @@ def locator_settings(method: str, *, top_k: int = 5, seed: int = 0, editor: str 
     if method == "brute-force":
         return dict(top_k=top_k, editor=editor, layers=layers, dataset=dataset, seed=seed)
     return {}  # get_locator names the methods that exist
+
+
+def settings_fields(method: str) -> set[str]:
+    """The names of a registered locator's settings (its settings dataclass's fields)."""
+    if method not in LOCATORS:
+        raise LocateError(f"unknown --method {method!r}; available: {', '.join(sorted(LOCATORS))}")
+    return {f.name for f in dataclasses.fields(LOCATORS[method].settings_class)}
+
+
+def method_options(method: str, given: dict[str, tuple[str, Any]]) -> dict[str, Any]:
+    """The options the user gave (option -> (settings field, value)) as the method's settings;
+    an option whose field the method's settings do not have is refused, naming the option, the
+    method, and the methods it belongs to. Checked before any work."""
+    fields = settings_fields(method)
+    for option, (name, _) in given.items():
+        if name not in fields:
+            owners = sorted(m for m in LOCATORS if name in settings_fields(m))
+            raise LocateError(f"{option} is not used by --method {method}; it is an option of "
+                              f"--method {' or '.join(owners) or '(none)'}: leave it out")
+    return {name: value for name, value in given.values()}

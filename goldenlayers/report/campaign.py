@@ -12,6 +12,7 @@ from pathlib import Path
 
 from goldenlayers.errors import GoldenLayersError
 from goldenlayers.evaluate import OVERALL
+from goldenlayers.files.outputs import write_output_text
 from goldenlayers.locate.readings import DEFAULT_HISTORY, DEFAULT_READING, PREREGISTERED_READING
 from goldenlayers.report.render import markdown_table
 from goldenlayers.report.tables import MIN_TEST_REQUESTS, Table, fmt, fmt_interval, fmt_p
@@ -308,5 +309,5 @@ def write_campaign_report(root: str | Path, out_dir: str | Path,
                                       or "none yet") + ".", ""]
     lines += [f"- waiting: {note}" for note in campaign.waiting] + ([""] if campaign.waiting else [])
     path = out / "campaign.md"
-    path.write_text("\n".join(lines + [markdown_table(t) for t in tables]))
+    write_output_text(path, "\n".join(lines + [markdown_table(t) for t in tables]))
     return path

@@ -23,7 +23,7 @@ from goldenlayers.engine import CellKey, LocateRow, ResultsFolder, seed_everythi
 from goldenlayers.errors import GoldenLayersError
 from goldenlayers.evaluate import DEFAULT_METRICS
 from goldenlayers.models import ModelHandle, load_model
-from goldenlayers.safety import run_lock
+from goldenlayers.files.locks import run_lock
 from goldenlayers.study.executor import CellTask, WorkerSpec, make_executor
 from goldenlayers.study.lga_readings import PRODUCTS
 from goldenlayers.study.settings import LOCATORS, StudySettings
@@ -176,8 +176,7 @@ def run_study(settings: StudySettings, run_dir: str | Path, *, executor: str = "
               num_cpus: int | None = None, requests_per_batch: int = 4) -> StudyRun:
     """Run (or resume, or extend) the study in ``run_dir``; contradicting settings are refused."""
     start = time.perf_counter()
-    Path(run_dir).mkdir(parents=True, exist_ok=True)
-    with run_lock(run_dir):  # a second study writing the same folder is refused, not interleaved
+    with run_lock(run_dir):  # one writer; a refused run leaves no folder or lock behind
         return _run_locked(settings, run_dir, start, executor=executor, device=device,
                            workers=workers, ray_address=ray_address, num_cpus=num_cpus,
                            requests_per_batch=requests_per_batch)
