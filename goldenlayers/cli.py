@@ -80,7 +80,8 @@ def _write_json(path: str, value) -> None:
     console.print(f"wrote {path}")
 
 
-def _locate_options(*, fence_k, layers: str, profile: str, **values) -> dict[str, tuple[str, object]]:
+def _locate_options(*, fence_k, layers: str, profile: str,
+                    **values) -> dict[str, tuple[str, object]]:
     """The locate options the user gave (not left at their defaults), as option -> (the settings
     field it sets, its value), for ``method_options`` to check against the method's settings."""
     given = {f"--{name.replace('_', '-')}": (name, value) for name, value in values.items()
@@ -262,7 +263,8 @@ def locate(
     verify: int = typer.Option(0, "--verify", min=0, help="Edit N held-out requests at the "
                                "golden layer and print their metrics."),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:1, mps."),
-    seed: int = typer.Option(0, "--seed", min=0, help="Seed of the proxy draw and of causal tracing."),
+    seed: int = typer.Option(0, "--seed", min=0,
+                             help="Seed of the proxy draw and of causal tracing."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a --json or --plot file "
                                    "that goldenlayers did not write."),
     fence_k: float = typer.Option(None, "--fence-k", callback=_finite,

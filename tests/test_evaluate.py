@@ -416,3 +416,25 @@ def test_locality_without_an_answer_is_measured_against_the_unedited_models_own(
     assert moved == given
     with pytest.raises(GoldenLayersError, match="locality prompts without an answer"):
         evaluate(tiny_llama, [request], pre=pre_explicit)
+
+
+def test_values_equal_up_to_rounding_are_no_spread_and_no_scipy_warning():
+    """Issue 30: ``report`` printed scipy's precision warnings; equal values (0.1 + 0.2 and 0.3)
+    are no difference to test, and the report says so in words."""
+    import warnings
+
+    from goldenlayers.evaluate import bootstrap_interval, t_test
+    from goldenlayers.report.tables import fmt_test
+
+    a, b = [0.1 + 0.2] * 10, [0.3] * 10
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for paired in (True, False):
+            result = t_test(a, b, paired=paired)
+            assert result.no_spread and result.p_value == 1.0 and not result.significant
+            assert fmt_test(result) == "no test: all values equal"
+        assert bootstrap_interval(a + b).low == bootstrap_interval(a + b).high
+        moved = t_test([0.5] * 10, [0.25] * 10)
+    assert moved.no_spread and moved.p_value == 0.0
+    assert fmt_test(moved) == "no test: no spread, means differ"
+    assert not t_test([0.1, 0.2, 0.4], [0.3, 0.3, 0.3]).no_spread

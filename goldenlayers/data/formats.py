@@ -264,7 +264,8 @@ def parse_knowedit(record: Record, case_id: str, source: str, notes: Counter, *,
         true_answers = answers(record["ground_truth"], "ground_truth")
         if not true_answers:
             raise RecordError("ground_truth", "has no answer")
-    return request(own_case_id(record, "case_id", case_id), source, (text(record, "prompt"), "prompt"),
+    return request(own_case_id(record, "case_id", case_id), source,
+                   (text(record, "prompt"), "prompt"),
                    (text(record, "subject"), "subject"), text(record, "target_new"),
                    target_old=true_answers[0] if true_answers else None,
                    target_old_aliases=true_answers,

@@ -36,7 +36,7 @@ class TTestResult:
     paired: bool
     n: tuple[int, int]  # sample sizes of a and b (equal when paired)
     alpha: float = 0.05
-    no_spread: bool = False  # the tested values are all equal: no test (p is 1, or 0 if means differ)
+    no_spread: bool = False  # the tested values all equal: no test (p 1, or 0 if the means differ)
 
 
 DECIMALS = 12  # values equal to this many decimals are equal (metric values are fractions)

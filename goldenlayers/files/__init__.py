@@ -1,7 +1,7 @@
-"""Files written so that nothing is lost and nothing the user owns is replaced, one concept a module:
+"""Files written so that nothing is lost and nothing the user owns is replaced; one module a concept:
 
 - ``atomic``: a temporary file beside the target, flushed and renamed over it (``atomic_path``,
-  ``atomic_write_bytes/text/json``); temporaries a killed process left are removed by the next write.
+  ``atomic_write_bytes/text/json``); what a killed writer left is removed by the next write.
 - ``outputs``: output paths checked before the work (``check_output_path``, ``check_output_folder``,
   ``check_not_input``), which files and folders are our own earlier output (``record_output``,
   ``file_is_ours``), and ``staged_folder`` for model folders.

@@ -39,7 +39,8 @@ def fmt_p(p: float) -> str:
 def fmt_test(test) -> str:
     """A t-test's p, or words where there is nothing to test (every tested value equal)."""
     if test.no_spread:
-        return "no test: all values equal" if test.p_value == 1.0 else "no test: no spread"
+        equal = test.p_value == 1.0
+        return "no test: all values equal" if equal else "no test: no spread, means differ"
     return fmt_p(test.p_value)
 
 
