@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from goldenlayers.locate.search import TRIAL_METRICS
-from goldenlayers.safety import atomic_path
+from goldenlayers.files.atomic import atomic_path
 from goldenlayers.study.replay import Outcome
 
 SHORT = {"rewrite_accuracy": "RwA", "overall": "Overall"}
