@@ -25,7 +25,7 @@ from goldenlayers.evaluate import regret_interval
 from goldenlayers.locate import get_locator
 from goldenlayers.locate.search import COPIED_LAYER, TRIAL_METRICS
 from goldenlayers.models import load_model
-from goldenlayers.safety import atomic_write_json
+from goldenlayers.files.atomic import atomic_write_json
 
 SEARCH, EVALUATION = 20, 20
 DRAWS = 2000  # bootstrap resamples of the evaluation requests, the best layer re-picked in each

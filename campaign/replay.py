@@ -18,7 +18,7 @@ from pathlib import Path
 
 from goldenlayers.locate.search import TRIAL_METRICS, Strategy
 from goldenlayers.report.replay import SHORT, outcomes_table, plot_replay
-from goldenlayers.safety import atomic_write_json, atomic_write_text
+from goldenlayers.files.atomic import atomic_write_json, atomic_write_text
 from goldenlayers.study.replay import (Outcome, baseline_strategies, halving_strategies,
                                        load_replay_grid, replay)
 

@@ -17,6 +17,7 @@ from campaign.rules import (DEFAULT_HISTORY, PREREGISTERED_READING, RULE_5B_WRIT
                             out_of_sample, rules_compared)
 from goldenlayers.errors import GoldenLayersError
 from goldenlayers.evaluate import OVERALL
+from goldenlayers.files.outputs import write_output_text
 from goldenlayers.locate.readings import DEFAULT_READING
 from goldenlayers.report import study_folders, write_reports
 from goldenlayers.report.render import markdown_table
@@ -303,7 +304,7 @@ def write_campaign_report(root: str | Path, out_dir: str | Path,
                                       or "none yet") + ".", ""]
     lines += [f"- waiting: {note}" for note in campaign.waiting] + ([""] if campaign.waiting else [])
     path = out / "campaign.md"
-    path.write_text("\n".join(lines + [markdown_table(t) for t in tables]))
+    write_output_text(path, "\n".join(lines + [markdown_table(t) for t in tables]))
     return path
 
 

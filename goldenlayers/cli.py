@@ -55,19 +55,22 @@ def _fraction(value: float) -> float:
     return value
 
 
-def _check_outputs(**paths: tuple[str | None, tuple[str, ...]]) -> None:
-    """Each output file (option name -> (path, allowed suffixes)) can be written: before the work."""
-    from goldenlayers.safety import check_output_path
+def _check_outputs(overwrite: bool, inputs: list[tuple[str, str | None]],
+                   **paths: tuple[str | None, tuple[str, ...]]) -> None:
+    """Each output file (option name -> (path, allowed suffixes)) may be written: before the work
+    (``files.outputs.check_output_path``: not an input, new or our own unless ``overwrite``)."""
+    from goldenlayers.files.outputs import check_output_path
 
     for option, (path, suffixes) in paths.items():
         if path:
-            check_output_path(path, option=f"--{option.replace('_', '-')}", suffixes=suffixes)
+            check_output_path(path, option=f"--{option.replace('_', '-')}", suffixes=suffixes,
+                              overwrite=overwrite, inputs=inputs)
 
 
 def _write_json(path: str, value) -> None:
-    from goldenlayers.safety import atomic_write_json
+    from goldenlayers.files.outputs import write_output_json
 
-    atomic_write_json(path, value)
+    write_output_json(path, value)
     console.print(f"wrote {path}")
 
 
@@ -94,6 +97,7 @@ def datasets(
 ) -> None:
     """List the bundled data sets (and any PATHS): records, format, metrics supported, source."""
     from goldenlayers.data import BUNDLED, load_dataset
+    from goldenlayers.data.formats import MODEL_ANSWER_NOTE
 
     loaded = [load_dataset(name) for name in BUNDLED]
     loaded += [load_dataset(path, format=format, skip_invalid=skip_invalid) for path in paths or ()]
@@ -113,7 +117,8 @@ def datasets(
         for reason in data.skip_reasons:
             console.print(f"  skipped {reason}", highlight=False, soft_wrap=True)
         for what, count in data.notes.items():
-            console.print(f"  left out {count:,} {what}", highlight=False, soft_wrap=True)
+            verb = "" if what == MODEL_ANSWER_NOTE else "left out "
+            console.print(f"  {verb}{count:,} {what}", highlight=False, soft_wrap=True)
 
 
 @app.command()
@@ -129,7 +134,7 @@ def study(
                                   help="Test requests per data set (0: all)."),
     proxy_size: int = typer.Option(3, "--proxy-size", min=0,
                                    help="Proxy requests per data set (0: all)."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the split and of every unit."),
+    seed: int = typer.Option(0, "--seed", min=0, help="Seed of the split and of every unit."),
     layers: str = typer.Option("all", "--layers", help=LAYERS_HELP),
     fluency_size: int = typer.Option(0, "--fluency-size", help="Test requests per data set that "
                                      "also get fluency (seeded; it generates text, so it is slow)."),
@@ -153,8 +158,10 @@ def study(
                                "easyedit (EasyEdit's published ones for the model family)."),
 ) -> None:
     """Run the paper's experiments (resumable: run it again to finish or to check it is done)."""
+    from goldenlayers.app.user_input import check_study_options
     from goldenlayers.study import StudySettings, run_study
 
+    check_study_options(out, data, executor)
     settings = StudySettings(model=model, datasets=data, editor=editor, proxy_fraction=proxy_fraction,
                              test_size=test_size or None, proxy_size=proxy_size or None, seed=seed,
                              layers=layers, dtype=dtype, metrics=metrics,
@@ -178,6 +185,8 @@ def study(
 def report(
     run_dir: str = typer.Argument(..., help="A study's run directory."),
     out: str = typer.Option(None, "--out", help="Write the report here (default: RUN_DIR)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace report files in --out "
+                                   "that goldenlayers did not write."),
     min_test_requests: int = typer.Option(
         None, "--min-test-requests", min=1, show_default=False,
         help="A data set with fewer test requests edited at every layer "
@@ -193,13 +202,13 @@ def report(
 
     min_test_requests = min_test_requests or MIN_TEST_REQUESTS
     if not (Path(run_dir) / "study.json").exists() and study_folders(run_dir):
-        written, waiting = write_reports(run_dir, out or run_dir, min_test_requests)
+        written, waiting = write_reports(run_dir, out or run_dir, min_test_requests, overwrite)
         for files in written:
             console.print(f"Wrote {files.markdown} and {files.html}.")
         for note in waiting:
             console.print(f"waiting: {note}", highlight=False, soft_wrap=True)
         return
-    files = write_report(run_dir, out, min_test_requests)
+    files = write_report(run_dir, out, min_test_requests, overwrite)
     table = Table(title="Golden layers (test rewrite accuracy) and where the locators land")
     methods = study_locators()
     for column in ("data set", "n test", "golden", "proxy golden",
@@ -237,7 +246,9 @@ def locate(
     verify: int = typer.Option(0, "--verify", min=0, help="Edit N held-out requests at the "
                                "golden layer and print their metrics."),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:1, mps."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the proxy draw and of the method."),
+    seed: int = typer.Option(0, "--seed", min=0, help="Seed of the proxy draw and of the method."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a --json or --plot file "
+                                   "that goldenlayers did not write."),
     layers: str = typer.Option("all", "--layers", help="Layers a method that edits searches: "
                                + LAYERS_HELP),
     profile: str = typer.Option("default", "--profile", help="The hyperparameters of a method "
@@ -252,7 +263,8 @@ def locate(
     LGA's options left out take the default reading's choice (printed with the result)."""
 
     from goldenlayers.data import load_dataset
-    from goldenlayers.app.locate_job import options_as_settings, proxy_split, verify_at_layer
+    from goldenlayers.app.locate_job import (check_method_uses, options_as_settings, proxy_split,
+                                             verify_at_layer)
     from goldenlayers.app.render import (layer_table, metrics_table, plot_layer_scores,
                                          stability_line)
     from goldenlayers.evaluate import bootstrap_interval
@@ -260,7 +272,12 @@ def locate(
     from goldenlayers.models import load_model
     from goldenlayers.models.tokens import check_fits_context
 
-    _check_outputs(json=(json_out, (".json",)), plot=(plot, (".png", ".svg", ".pdf")))
+    given = (("--layers", "layers", layers != "all"),
+             ("--profile", "editor_overrides", profile != "default"),
+             ("--editor", "editor", editor != "r-rome" and not verify))  # --verify uses --editor
+    check_method_uses(method, {flag: name for flag, name, is_set in given if is_set})
+    _check_outputs(overwrite, [("--data", data)], json=(json_out, (".json",)),
+                   plot=(plot, (".png", ".svg", ".pdf")))
     dataset = load_dataset(data)
     shared = dict(top_k=top_k, seed=seed, editor=editor, layers=layers, dataset=dataset.name)
     if profile != "default":
@@ -353,11 +370,17 @@ def parse_layer(text: str, handle, data: str | None = None) -> int:
                                     f"{located_on} ({scores.notes[-1]}); give --layer N")
         console.print(f"--layer auto: the LGA golden layer of {handle.name} on {located_on} is {layer}")
         return layer
+    return handle.adapter.check_layer(handle.model, _layer_number(text))
+
+
+def _layer_number(text: str) -> int | None:
+    """--layer as a number (None for auto); anything else is refused naming the option."""
+    if text.strip().lower() == "auto":
+        return None
     try:
-        layer = int(text)
+        return int(text)
     except ValueError:
         raise GoldenLayersError(f"--layer expects a layer number or 'auto', got {text!r}") from None
-    return handle.adapter.check_layer(handle.model, layer)
 
 
 def _edit_table(session) -> Table:
@@ -406,11 +429,13 @@ def edit(
     from goldenlayers.editing import get_editor, save_patch
     from goldenlayers.models import load_model
     from goldenlayers.models.tokens import check_fits_context
-    from goldenlayers.safety import check_output_folder
+    from goldenlayers.files.outputs import check_output_folder
 
-    _check_outputs(json=(json_out, (".json",)), patch=(patch, (".safetensors",)))
+    inputs = [("--data", data), ("--model", model)]
+    _check_outputs(overwrite, inputs, json=(json_out, (".json",)), patch=(patch, (".safetensors",)))
     if out:
-        check_output_folder(out, overwrite=overwrite)
+        check_output_folder(out, overwrite=overwrite, inputs=inputs)
+    _layer_number(layer)  # a typo is refused before the model loads
     requests = load_requests(data, prompt=prompt, subject=subject, target=target, n=n)
     chosen = get_editor(editor, **_editor_keywords(profile, settings))
     handle = load_model(model, device=device, dtype=dtype)
@@ -440,54 +465,59 @@ PATCH_OUT_OVERWRITE = typer.Option(False, "--overwrite", help="Save into an --ou
 PATCH_DEVICE = typer.Option("cpu", "--device", help="cpu, cuda, cuda:1, mps.")
 
 
-def _patch_and_model(file: str, model: str, out: str | None, overwrite: bool, device: str):
-    """The patch and the model it goes to, after refusing an --out folder it must not write."""
+PATCH_IN_PLACE = typer.Option(False, "--in-place", help="Save the result over the --model folder "
+                               "itself (its weights and tokenizer files; other files are kept).")
+
+
+def _patch_and_model(file: str, model: str, out: str | None, overwrite: bool, device: str,
+                     in_place: bool):
+    """The patch and the model it goes to, after refusing an output it must not write."""
+    from goldenlayers.app.user_input import patch_output
     from goldenlayers.editing import load_patch
     from goldenlayers.models import load_model
-    from goldenlayers.safety import check_output_folder
 
-    if out:
-        check_output_folder(out, overwrite=overwrite)
-    return load_patch(file), load_model(model, device=device)
+    destination = patch_output(file, model, out, in_place, overwrite)
+    return load_patch(file), load_model(model, device=device), destination
 
 
 @patch_app.command("apply")
 def patch_apply(
     file: str = PATCH_FILE,
     model: str = typer.Option(..., "--model", help="The model the patch was made for."),
-    out: str = typer.Option(None, "--out", help="Save the patched model here."),
+    out: str = typer.Option(None, "--out", help="Save the patched model here (or --in-place)."),
     overwrite: bool = PATCH_OUT_OVERWRITE,
+    in_place: bool = PATCH_IN_PLACE,
     device: str = PATCH_DEVICE,
 ) -> None:
     """Add a patch's weight changes to the weights it was made from (anything else is refused)."""
     from goldenlayers.app.edit_session import save_model
     from goldenlayers.editing import apply_patch
 
-    loaded, handle = _patch_and_model(file, model, out, overwrite, device)
+    loaded, handle, out = _patch_and_model(file, model, out, overwrite, device, in_place)
     apply_patch(handle, loaded)
+    saved = save_model(handle, out, overwrite=overwrite or in_place)
     console.print(f"applied {loaded.editor} patch ({len(loaded.requests)} requests) to layers "
-                  f"{list(loaded.layers)} of {handle.name}")
-    if out:
-        console.print(f"saved the patched model to {save_model(handle, out, overwrite=overwrite)}")
+                  f"{list(loaded.layers)} of {handle.name} and saved the model to {saved}")
 
 
 @patch_app.command("remove")
 def patch_remove(
     file: str = PATCH_FILE,
     model: str = typer.Option(..., "--model", help="A model the patch is applied to."),
-    out: str = typer.Option(None, "--out", help="Save the model without the patch here."),
+    out: str = typer.Option(None, "--out", help="Save the model without the patch here (or "
+                            "--in-place)."),
     overwrite: bool = PATCH_OUT_OVERWRITE,
+    in_place: bool = PATCH_IN_PLACE,
     device: str = PATCH_DEVICE,
 ) -> None:
     """Subtract a patch's weight changes, only from patched weights; say how near the original."""
     from goldenlayers.app.edit_session import save_model
     from goldenlayers.editing import remove_patch
 
-    loaded, handle = _patch_and_model(file, model, out, overwrite, device)
+    loaded, handle, out = _patch_and_model(file, model, out, overwrite, device, in_place)
     console.print(f"layers {list(loaded.layers)} of {handle.name}: "
                   f"{remove_patch(handle, loaded).describe()}")
-    if out:
-        console.print(f"saved the model to {save_model(handle, out, overwrite=overwrite)}")
+    console.print(f"saved the model to {save_model(handle, out, overwrite=overwrite or in_place)}")
 
 
 def _debugging() -> bool:

@@ -12,9 +12,9 @@ import torch
 from goldenlayers.data.records import EditRequest
 from goldenlayers.editing import covariance
 from goldenlayers.errors import GoldenLayersError, InputError
+from goldenlayers.files.tensors import safetensors_problem
 from goldenlayers.models import load as load_module
 from goldenlayers.models.tokens import check_fits_context
-from goldenlayers.safety import safetensors_problem
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -73,6 +73,10 @@ def test_a_truncated_cached_model_is_rebuilt(tiny_llama, tmp_path, monkeypatch, 
     (folder / "config.json").write_text("{half")
     load_module._cached_gguf_folder(preset)
     assert len(built) == 3 and load_module.model_folder_problem(folder) is None
+    (folder / "tokenizer.json").write_bytes(b"\x00garbage")  # every model's tokenizer, once
+    assert "tokenizer.json" in load_module.model_folder_problem(folder)
+    load_module._cached_gguf_folder(preset)
+    assert len(built) == 4 and load_module.model_folder_problem(folder) is None
 
 
 def test_unsupported_dtypes_are_named():

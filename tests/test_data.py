@@ -232,6 +232,10 @@ def test_malformed_json_lines_name_the_record(tmp_path):
     ({"subject": 3}, "subject"),
     ({"subject": "Michel Rocard"}, "subject"),         # not in the prompt
     ({"locality_ground_truth": None}, "locality_ground_truth"),
+    ({"case_id": ["a", "b"]}, "case_id"),               # results are keyed by it: not its repr
+    ({"case_id": float("nan")}, "case_id"),
+    ({"case_id": True}, "case_id"),
+    ({"case_id": {"id": 1}}, "case_id"),
 ])
 def test_bad_record_names_index_and_field(tmp_path, changes, field):
     path = write_json(tmp_path, [counterfact_record(), counterfact_record(**changes)])
@@ -447,3 +451,51 @@ def test_cli_datasets_says_what_was_read_and_what_was_skipped_why(tmp_path):
     assert "read 2 records, 1 usable, 1 skipped" in result.output
     assert "skipped" in result.output and "record 1, field 'target_new'" in result.output
     assert "left out 1 rephrase_prompt prompts after the first" in result.output
+
+
+def test_whole_number_case_ids_are_read_as_their_digits(tmp_path):
+    path = write_json(tmp_path, [counterfact_record(case_id=7), counterfact_record(case_id=8.0)])
+    assert [r.case_id for r in load_dataset(path).requests] == ["7", "8"]
+
+
+def test_a_simple_edit_file_refuses_a_case_id_that_is_a_list(tmp_path):
+    from goldenlayers.app.user_input import read_simple_file
+
+    path = tmp_path / "edits.json"
+    path.write_text(json.dumps([{"prompt": "Paris is in", "subject": "Paris", "target": "Italy",
+                                 "case_id": ["x"]}]))
+    with pytest.raises(InputError, match=r"record 0, field 'case_id': must be a string or a whole"):
+        read_simple_file(path)
+
+
+def test_locality_without_a_ground_truth_is_kept_for_the_model_answer(tmp_path):
+    from goldenlayers.data.formats import MODEL_ANSWER_NOTE
+
+    record = {"subject": "X", "prompt": "X lives in", "target_new": "Y",
+              "locality": {"Relation_Specificity": [
+                  {"prompt": "X works at", "ground_truth": None},
+                  {"prompt": "X was born in", "ground_truth": "Z",
+                   "metric": "pre_post_consistency"},
+                  {"prompt": "X likes", "ground_truth": "tea"}]},
+              "portability": {"Reasoning": [{"prompt": "X's home is", "ground_truth": None}]}}
+    with pytest.raises(InputError, match=r"field 'portability.Reasoning\[0\].ground_truth'"):
+        load_dataset(write_json(tmp_path, [record]))  # portability needs an answer
+    del record["portability"]
+    data = load_dataset(write_json(tmp_path, [record]))
+    pairs = data.requests[0].locality
+    assert [(p.prompt, p.answer) for p in pairs] == [("X works at", None), ("X was born in", None),
+                                                     ("X likes", "tea")]
+    assert data.notes == {MODEL_ANSWER_NOTE: 2} and "locality" in data.metrics
+
+
+@pytest.mark.parametrize("name, match", [
+    ("folder", "is a folder; give a data set file"),
+    ("edits.csv", "benchmark files are JSON or JSON Lines; a CSV of prompt, subject and target"),
+    ("missing.json", "no such file, and not a bundled data set"),
+])
+def test_a_data_path_that_is_not_a_benchmark_file_says_what_it_is(tmp_path, name, match):
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "edits.csv").write_text("prompt,subject,target\n")
+    with pytest.raises(InputError, match=match) as error:
+        load_dataset(tmp_path / name)
+    assert str(tmp_path / name) in str(error.value)

@@ -388,3 +388,52 @@ def test_locality_below_one_after_an_edit_on_smollm2(smollm2):
     assert after.means["rewrite_accuracy"] > before.means["rewrite_accuracy"]
     # Per-request locality is the mean over its prompts: below 1 means some prompt moved.
     assert after.means["locality"] < 1.0, "the edit left every related locality prompt unchanged"
+
+
+def test_locality_without_an_answer_is_measured_against_the_unedited_models_own(tiny_llama):
+    """Issue 30: ``"ground_truth": null`` locality pairs score agreement with the unedited model's
+    greedy answer, exactly as if the file had given that answer."""
+    from dataclasses import replace
+
+    from goldenlayers.editing.restore import preserved
+
+    open_pair = PromptAnswer("The Eiffel Tower is in", None)
+    request = EditRequest("1", "Paris is the capital of", "Paris", "Italy", locality=(open_pair,))
+    pre = compute_pre_edit(tiny_llama, [request])
+    greedy = greedy_continuations(tiny_llama, [open_pair.prompt],
+                                  metrics_module.MODEL_ANSWER_TOKENS)[0].strip()
+    assert pre.answers == {locality_key(request): (greedy,)}
+    explicit = replace(request, locality=(PromptAnswer(open_pair.prompt, greedy),))
+    pre_explicit = compute_pre_edit(tiny_llama, [explicit])
+    assert evaluate(tiny_llama, [request], pre=pre).per_request[0].locality == 1.0
+    layer = 1
+    with preserved(tiny_llama, [layer]), torch.no_grad():
+        weight = tiny_llama.adapter.edit_weight(tiny_llama.model, layer)
+        weight.add_(torch.randn(weight.shape, generator=torch.Generator().manual_seed(0)) * 0.5)
+        moved = evaluate(tiny_llama, [request], pre=pre).per_request[0].locality
+        given = evaluate(tiny_llama, [explicit], pre=pre_explicit).per_request[0].locality
+    assert moved == given
+    with pytest.raises(GoldenLayersError, match="locality prompts without an answer"):
+        evaluate(tiny_llama, [request], pre=pre_explicit)
+
+
+def test_values_equal_up_to_rounding_are_no_spread_and_no_scipy_warning():
+    """Issue 30: ``report`` printed scipy's precision warnings; equal values (0.1 + 0.2 and 0.3)
+    are no difference to test, and the report says so in words."""
+    import warnings
+
+    from goldenlayers.evaluate import bootstrap_interval, t_test
+    from goldenlayers.report.tables import fmt_test
+
+    a, b = [0.1 + 0.2] * 10, [0.3] * 10
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for paired in (True, False):
+            result = t_test(a, b, paired=paired)
+            assert result.no_spread and result.p_value == 1.0 and not result.significant
+            assert fmt_test(result) == "no test: all values equal"
+        assert bootstrap_interval(a + b).low == bootstrap_interval(a + b).high
+        moved = t_test([0.5] * 10, [0.25] * 10)
+    assert moved.no_spread and moved.p_value == 0.0
+    assert fmt_test(moved) == "no test: no spread, means differ"
+    assert not t_test([0.1, 0.2, 0.4], [0.3, 0.3, 0.3]).no_spread

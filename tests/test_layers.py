@@ -10,8 +10,9 @@ import goldenlayers
 
 # Leaf modules every package may import; they import only each other. text holds the subject
 # search that data (validation) and models (token positions) share without importing each other;
-# safety the atomic writes, output checks and JSON-lines files every package that writes uses.
-LEAVES = {"errors", "options", "progress", "safety", "text"}
+# files (a package of leaf modules: atomic writes, outputs, locks, digests, JSON files) is what
+# every package that writes uses.
+LEAVES = {"errors", "files", "options", "progress", "text"}
 
 # Which other goldenlayers packages each one may import (besides itself and LEAVES).
 # engine (edit-score-restore cells, grids, result files) sits between editing/evaluate and

@@ -102,8 +102,10 @@ def test_edit_command_writes_json_patch_and_a_loadable_model(tmp_path):
                                rtol=1e-5, atol=1e-6)
 
     removed = runner.invoke(app, ["patch", "remove", "--model", str(tmp_path / "model"),
-                                  str(tmp_path / "e.safetensors")], catch_exceptions=False)
+                                  str(tmp_path / "e.safetensors"), "--out",
+                                  str(tmp_path / "unpatched")], catch_exceptions=False)
     assert removed.exit_code == 0 and "removed" in removed.output
+    assert (tmp_path / "unpatched" / "config.json").is_file()
 
 
 def test_edit_command_rejects_unknown_settings_and_layers():

@@ -219,6 +219,11 @@ def test_an_editor_is_compared_with_the_main_one_on_the_layers_both_have():
     assert editor_row(main, main).versus_main == ()
 
 
+def _figures(folder) -> list[str]:
+    """The figures in a report's folder (not the hidden record of which files we wrote)."""
+    return sorted(p.name for p in (folder / "figures").iterdir() if not p.name.startswith("."))
+
+
 def test_a_data_set_with_too_few_test_requests_is_not_measured(tmp_path, capsys):
     """Below the minimum a data set gets no row and no figure, only its name and its n; a figure
     of an earlier build with it does not stay behind."""
@@ -233,8 +238,7 @@ def test_a_data_set_with_too_few_test_requests_is_not_measured(tmp_path, capsys)
     files = write_report(tmp_path, min_test_requests=3)
     assert files.results.datasets == ("counterfact",) and files.results.unmeasured == {"zsre": 2}
     assert not any("zsre" in cell for table in files.tables for row in table.rows for cell in row)
-    assert sorted(p.name for p in (tmp_path / "figures").iterdir()) == [
-        "heatmap.png", "layers_counterfact.png", "runtime.png"]
+    assert _figures(tmp_path) == ["heatmap.png", "layers_counterfact.png", "runtime.png"]
     text = files.markdown.read_text()
     assert ("not measured (n test < 3), so in no table or figure: zsre (2 test requests edited at "
             "every layer so far)") in text
@@ -242,7 +246,7 @@ def test_a_data_set_with_too_few_test_requests_is_not_measured(tmp_path, capsys)
     # none has enough: the report names them both and has no table or figure at all
     files = write_report(tmp_path, min_test_requests=4)
     assert files.results.datasets == () and files.tables == () and files.figures == ()
-    assert list((tmp_path / "figures").iterdir()) == []
+    assert _figures(tmp_path) == []
     assert "counterfact (3 test requests" in files.html.read_text()
     from typer.testing import CliRunner
     result = CliRunner().invoke(app, ["report", str(tmp_path)])  # the default minimum: 20

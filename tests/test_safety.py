@@ -1,4 +1,4 @@
-"""goldenlayers.safety: atomic writes, output checks, staged folders, the run lock, digests and
+"""goldenlayers.files: atomic writes, output checks, staged folders, the run lock, digests and
 results files that name themselves when broken."""
 
 from __future__ import annotations
@@ -9,12 +9,14 @@ import os
 
 import pytest
 
-from goldenlayers import safety
 from goldenlayers.errors import GoldenLayersError
-from goldenlayers.safety import (CorruptFile, InputChanged, OutputPathError, RunLocked,
-                                 append_json_line, atomic_path, atomic_write_json, atomic_write_text,
-                                 check_output_folder, check_output_path, check_unchanged, file_digest,
-                                 read_json, read_json_lines, run_lock, settings_digest, staged_folder)
+from goldenlayers.files import outputs
+from goldenlayers.files.atomic import atomic_path, atomic_write_json, atomic_write_text
+from goldenlayers.files.digests import InputChanged, check_unchanged, file_digest, settings_digest
+from goldenlayers.files.jsonfiles import CorruptFile, append_json_line, read_json, read_json_lines
+from goldenlayers.files.locks import RunLocked, run_lock
+from goldenlayers.files.outputs import (OutputPathError, check_output_folder, check_output_path,
+                                        staged_folder)
 
 root = os.geteuid() == 0  # permission bits do not stop root
 
@@ -78,7 +80,7 @@ def test_our_own_output_folder_is_replaced_file_by_file(tmp_path):
     with staged_folder(out) as staging:
         (staging / "a.bin").write_text("1")
         (staging / "old-only.bin").write_text("1")
-    assert safety.folder_is_ours(out)
+    assert outputs.folder_is_ours(out)
     check_output_folder(out)  # our own earlier output: no --overwrite needed
     (out / "notes.txt").write_text("the user's")
     with staged_folder(out) as staging:
@@ -145,3 +147,69 @@ def test_broken_results_files_name_themselves(tmp_path):
     lines.write_text('{"unit": 1}\ngarbage\n{"unit": 3}\n')
     with pytest.raises(CorruptFile, match="results.jsonl: line 2 is not a valid"):
         read_json_lines(lines)
+
+
+def _dead_pid() -> int:
+    """A pid no process has now (a child that has exited and been reaped)."""
+    child = multiprocessing.Process(target=int)
+    child.start()
+    child.join()
+    return child.pid
+
+
+def test_a_save_removes_what_a_killed_save_left_but_not_a_live_one(tmp_path):
+    dead, alive = _dead_pid(), os.getpid()
+    stale_folder = tmp_path / f".model.{dead}.abcd.tmp"
+    stale_folder.mkdir()
+    (stale_folder / "model.safetensors").write_bytes(b"half")
+    stale_file = tmp_path / f".r.json.{dead}.efgh.tmp"
+    stale_file.write_text("half")
+    live = tmp_path / f".model.{alive}.ijkl.tmp"
+    live.mkdir()
+    with staged_folder(tmp_path / "model") as staging:
+        (staging / "config.json").write_text("{}")
+    atomic_write_json(tmp_path / "r.json", {"a": 1})
+    assert not stale_folder.exists() and not stale_file.exists() and live.is_dir()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [live.name, "model", "r.json"]
+
+
+def test_a_single_file_output_is_ours_only_as_we_wrote_it(tmp_path):
+    path = tmp_path / "r.json"
+    outputs.write_output_json(path, {"a": 1})
+    assert outputs.file_is_ours(path)
+    check_output_path(path, option="--json")  # ours: replaced without --overwrite
+    path.write_text('{"a": 2}')
+    assert not outputs.file_is_ours(path)
+    with pytest.raises(OutputPathError, match="--json .*r.json: the file exists and goldenlayers "
+                                              "did not write it"):
+        check_output_path(path, option="--json")
+    check_output_path(path, option="--json", overwrite=True)
+    with pytest.raises(OutputPathError, match="is also the input --data"):
+        check_output_path(path, option="--json", overwrite=True, inputs=[("--data", str(path))])
+
+
+def test_a_refused_run_leaves_no_lock_and_no_new_folder(tmp_path):
+    run_dir = tmp_path / "run"
+    with pytest.raises(GoldenLayersError, match="refused"):
+        with run_lock(run_dir):
+            raise GoldenLayersError("refused")
+    assert not run_dir.exists()
+    theirs = tmp_path / "theirs"
+    theirs.mkdir()
+    with pytest.raises(GoldenLayersError):
+        with run_lock(theirs):
+            raise GoldenLayersError("refused")
+    assert list(theirs.iterdir()) == []
+    with run_lock(run_dir):
+        (run_dir / "rows.jsonl").write_text("{}\n")
+    assert (run_dir / "rows.jsonl").is_file()  # a finished run keeps its folder
+
+
+def test_json_nested_too_deeply_is_a_corrupt_file(tmp_path):
+    path = tmp_path / "deep.json"
+    path.write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(CorruptFile, match="nested too deeply"):
+        read_json(path)
+    with pytest.raises(CorruptFile, match="line 1"):
+        path.write_text("[" * 100_000 + "]" * 100_000 + "\n{}\n")
+        read_json_lines(path)

@@ -483,7 +483,7 @@ def test_a_registered_locator_appears_in_locate_study_and_report(local_run, tmp_
 
 
 def test_a_second_study_on_the_same_folder_is_refused_while_one_runs(tmp_path):
-    from goldenlayers.safety import RunLocked, run_lock
+    from goldenlayers.files.locks import RunLocked, run_lock
 
     with run_lock(tmp_path):  # a study already writing this folder
         with pytest.raises(RunLocked, match=str(tmp_path)):

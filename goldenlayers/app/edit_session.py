@@ -107,13 +107,15 @@ def save_model(handle: ModelHandle, folder: str | Path, overwrite: bool = False)
     """The model as it is now (edited), with its tokenizer, loadable by transformers.
 
     ``folder`` must be new, empty, an earlier goldenlayers output, or ``overwrite`` given
-    (``safety.check_output_folder``). The model is written beside it and moved in, so a crash
-    leaves the folder as it was; files goldenlayers did not write there are never removed.
+    (``files.outputs.check_output_folder``). The model is written beside it and moved in, so a
+    crash or a full disk leaves the folder as it was (``WriteFailed`` names it and the reason);
+    files goldenlayers did not write there are never removed.
     """
-    from goldenlayers.safety import check_output_folder, staged_folder
+    from goldenlayers.files.atomic import named_write_errors
+    from goldenlayers.files.outputs import check_output_folder, staged_folder
 
     folder = check_output_folder(folder, overwrite=overwrite)
-    with staged_folder(folder) as staging:
+    with named_write_errors(folder), staged_folder(folder) as staging:
         handle.model.save_pretrained(staging)
         handle.tokenizer.save_pretrained(staging)
     log.info("saved %s to %s", handle.name, folder)

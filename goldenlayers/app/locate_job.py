@@ -4,7 +4,7 @@ disk for ``goldenlayers edit --layer auto``, and a check of the chosen layer on 
 
 from __future__ import annotations
 
-import hashlib
+import dataclasses
 import json
 import logging
 from collections.abc import Mapping, Sequence
@@ -15,11 +15,12 @@ from typing import Any
 from goldenlayers.data import load_dataset, split
 from goldenlayers.editing import get_editor
 from goldenlayers.engine import CellKey, CellRow, CellRunner, run_cells
-from goldenlayers.locate.base import (LayerScores, LocateError, get_locator, locator_class,
-                                      typed_options)
+from goldenlayers.files.atomic import atomic_write_text
+from goldenlayers.files.digests import file_digest, settings_digest
+from goldenlayers.locate.base import (LOCATORS, LayerScores, LocateError, get_locator,
+                                      locator_class, typed_options)
 from goldenlayers.models.handle import ModelHandle
 from goldenlayers.models.load import cache_dir
-from goldenlayers.safety import atomic_write_text
 
 log = logging.getLogger(__name__)
 
@@ -53,14 +54,12 @@ def _dataset_identity(dataset) -> str:
     """The data set's name plus a hash of its file, so a changed file is a new cache entry."""
     if dataset.path is None or not Path(dataset.path).is_file():
         return dataset.name
-    digest = hashlib.sha256(Path(dataset.path).read_bytes()).hexdigest()[:16]
-    return f"{dataset.name}:{digest}"
+    return f"{dataset.name}:{file_digest(dataset.path)[:16]}"
 
 
 def _cache_file(handle: ModelHandle, identity: str, method: str, settings: dict[str, Any]) -> Path:
-    key = json.dumps({"format": CACHE_FORMAT, "model": handle.fingerprint, "data": identity,
-                      "method": method, "settings": settings}, sort_keys=True, default=str)
-    digest = hashlib.sha256(key.encode()).hexdigest()[:20]
+    digest = settings_digest({"format": CACHE_FORMAT, "model": handle.fingerprint, "data": identity,
+                              "method": method, "settings": settings})[:20]
     return cache_dir() / "golden-layers" / f"{handle.fingerprint}-{method}-{digest}.json"
 
 
@@ -123,9 +122,20 @@ def verify_at_layer(handle: ModelHandle, requests, layer: int, editor: str = "r-
 
 
 def options_as_settings(method: str, shared: Mapping[str, Any] | None = None,
-                     options: Sequence[str] = ()) -> dict[str, Any]:
+                        options: Sequence[str] = ()) -> dict[str, Any]:
     """The command line's options as ``method``'s settings: the shared ones its settings have
     (``Locator.shared_settings``), then its own ``key=value`` options, typed by its settings class
     (an option it does not have is refused, naming those it has)."""
     cls = locator_class(method)
     return {**cls.shared_settings(shared or {}), **typed_options(cls.settings_class, options)}
+
+
+def check_method_uses(method: str, given: Mapping[str, str]) -> None:
+    """Refuse a shared option the user set (option -> the settings field it sets) that ``method``
+    does not use, naming the methods that do: ``--layers`` with LGA is a mistake, not a no-op."""
+    names = locator_class(method).option_names()
+    for option, name in given.items():
+        if name not in names:
+            owners = sorted(m for m, cls in LOCATORS.items() if name in cls.option_names())
+            raise LocateError(f"{option} is not used by --method {method}; it is an option of "
+                              f"--method {' or '.join(owners) or '(none)'}: leave it out")

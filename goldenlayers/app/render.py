@@ -11,9 +11,9 @@ from rich.table import Table
 from rich.text import Text
 
 from goldenlayers.engine.ranking import oriented
+from goldenlayers.files.outputs import output_path
 from goldenlayers.locate.base import LayerScores, LayerStability, Locator
 from goldenlayers.locate.fences import tukey_fences
-from goldenlayers.safety import atomic_path
 
 BLOCKS = " ▏▎▍▌▋▊▉█"
 
@@ -138,7 +138,7 @@ def plot_layer_scores(scores: LayerScores, path: str | Path) -> Path:
     fig.tight_layout()
     path = Path(path)
     try:
-        with atomic_path(path) as staging:
+        with output_path(path) as staging:
             fig.savefig(staging, dpi=150, format=path.suffix.lstrip(".").lower() or "png")
     finally:
         plt.close(fig)

@@ -1,4 +1,5 @@
-"""Edit requests a user writes by hand: one from the command line, or a small file of them.
+"""What a user gives the command line, checked before any work: edit requests written by hand (one
+from the command line, or a small file of them), and the places commands write to.
 
     --prompt "The mother tongue of {} is" --subject "Danielle Darrieux" --target English
     --prompt "The mother tongue of Danielle Darrieux is" --subject "Danielle Darrieux" --target English
@@ -15,6 +16,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from goldenlayers.data.formats import RecordError, own_case_id
 from goldenlayers.data.records import EditRequest
 from goldenlayers.errors import InputError
 from goldenlayers.text import find_subject
@@ -67,6 +69,8 @@ def read_simple_file(path: str | Path) -> list[EditRequest] | None:
         return None
     try:
         records = _records(path)
+    except RecursionError:
+        raise InputError("malformed JSON: nested too deeply", source=str(path)) from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, csv.Error) as error:
         raise InputError(f"cannot read: {error}", source=str(path)) from error
     if not _is_simple(records):
@@ -80,11 +84,14 @@ def read_simple_file(path: str | Path) -> list[EditRequest] | None:
         try:
             requests.append(request_from_text(
                 record["prompt"], record["subject"], record["target"],
-                case_id=str(record.get("case_id") or index + 1),
+                case_id=own_case_id(record, "case_id", str(index + 1)),
                 target_old=record.get("target_old") or record.get("ground_truth"),
                 source=f"{path}, record {index}"))
         except InputError:
             raise
+        except RecordError as error:
+            raise InputError(error.message, source=str(path), index=index,
+                             field=error.field) from None
         except Exception as error:  # a malformed value: say where
             raise InputError(str(error), source=str(path), index=index) from error
     from goldenlayers.data.load import duplicate_case_ids
@@ -113,3 +120,51 @@ def load_requests(data: str | None = None, *, prompt: str | None = None, subject
 
         requests = load_dataset(data).requests
     return requests[:n] if n else requests
+
+
+# --- where commands write, checked before any work ----------------------------------------------
+
+
+def patch_output(patch: str, model: str, out: str | None, in_place: bool, overwrite: bool) -> str:
+    """The folder ``patch apply|remove`` saves the model to: ``--out``, or the ``--model`` folder
+    itself with ``--in-place``; one of the two is required, so that nothing is claimed unsaved."""
+    from goldenlayers.files.outputs import check_output_folder
+
+    if out is None and not in_place:
+        raise InputError("nothing would be saved: give --out FOLDER for the patched model, or "
+                         "--in-place to write it over the --model folder")
+    if out is not None and in_place:
+        raise InputError("give either --out or --in-place, not both")
+    if in_place:
+        if not Path(model).is_dir():
+            raise InputError(f"--in-place writes over the --model folder, and {model!r} is not a "
+                             f"local folder (a preset or a Hugging Face id); give --out FOLDER")
+        return str(check_output_folder(model, option="--in-place", overwrite=True,
+                                       inputs=[("patch", patch)]))
+    if Path(out).expanduser().resolve() == Path(model).expanduser().resolve():
+        raise InputError(f"--out {out} is the --model folder; pass --in-place to write over it")
+    return str(check_output_folder(out, overwrite=overwrite,
+                                   inputs=[("--model", model), ("patch", patch)]))
+
+
+def check_study_options(out: str, data: str, executor: str) -> None:
+    """``study``'s run folder, data sets and executor, refused with what is wrong before any work:
+    ``--out`` must be a run folder (``study.json``: resumed), a new or an empty folder."""
+    from goldenlayers.data.load import check_dataset_source
+    from goldenlayers.files.outputs import check_output_folder, shown_names
+    from goldenlayers.engine.run import EXECUTORS
+    from goldenlayers.study.store import MANIFEST
+
+    if executor not in EXECUTORS:
+        raise InputError(f"unknown --executor {executor!r}; choose one of {', '.join(EXECUTORS)}")
+    folder = Path(out).expanduser()
+    if folder.is_dir() and not (folder / MANIFEST).exists() \
+            and not (folder / "results.sqlite").exists():
+        present = sorted(p.name for p in folder.iterdir() if p.name != ".lock")
+        if present:
+            raise InputError(f"--out {folder}: not a study's run folder (no {MANIFEST}) and it "
+                             f"holds other files ({shown_names(present)}); choose a new or empty "
+                             f"folder")
+    check_output_folder(folder, overwrite=True)  # a file, or a folder we cannot write in
+    for name in (part.strip() for part in data.split(",") if part.strip()):
+        check_dataset_source(name)

@@ -4,7 +4,10 @@ Each parser reads only the fields its format has (see ../shared/data/README.md) 
 file's own field when something is wrong, by raising `RecordError(field, message)`; the loader adds
 the file and the record index. Alias lists keep every alias; the first one is the answer.
 A locality or portability pair whose answer list is empty (a few KnowEdit records carry ``[[]]``)
-cannot be scored: it is left out and counted in ``notes``, never dropped silently.
+cannot be scored: it is left out and counted in ``notes``, never dropped silently. A locality pair
+whose ground truth is null (or whose ``metric`` is ``pre_post_consistency``) is kept with no answer:
+it is measured against the unedited model's own greedy answer (``evaluate.compute_pre_edit``), and
+counted under ``MODEL_ANSWER_NOTE``.
 """
 
 from __future__ import annotations
@@ -22,6 +25,9 @@ Record = Mapping[str, Any]
 Parser = Callable[[Record, str, str, Counter], EditRequest]
 
 NQ_PREFIX = "nq question:"
+CONSISTENCY_METRIC = "pre_post_consistency"  # a locality pair scored against the model's own answer
+MODEL_ANSWER_NOTE = ("locality pairs without a ground truth: measured against the unedited "
+                     "model's own greedy answer")
 
 
 class RecordError(Exception):
@@ -43,6 +49,19 @@ def text(record: Record, key: str, where: str | None = None) -> str:
     if not isinstance(value, str) or not value.strip():
         raise RecordError(where, f"must be a non-empty string, got {value!r}")
     return value
+
+
+def own_case_id(record: Record, key: str, default: str) -> str:
+    """The record's own id (a non-empty string, or a whole number), else ``default``. Results are
+    keyed by it, so a list, an object, true/false or NaN is an error, not its printed form."""
+    value = record.get(key)
+    if value is None or (isinstance(value, str) and not value):  # an empty CSV cell too
+        return default
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, (str, int)) or not str(value).strip():
+        raise RecordError(key, f"must be a string or a whole number, got {value!r}")
+    return str(value)
 
 
 def optional_text(record: Record, key: str) -> str | None:
@@ -112,6 +131,10 @@ def grouped_pairs(record: Record, key: str, notes: Counter) -> tuple[PromptAnswe
             if not isinstance(item, Mapping):
                 raise RecordError(where, "must be an object with prompt and ground_truth")
             prompt = text(item, "prompt", f"{where}.prompt")
+            if key == "locality" and _model_answered(item):
+                notes[MODEL_ANSWER_NOTE] += 1
+                pairs.append(PromptAnswer(prompt, None, (), kind))
+                continue
             if "ground_truth" not in item:
                 raise RecordError(f"{where}.ground_truth", "missing field")
             pair = prompt_answer(prompt, item["ground_truth"], f"{where}.ground_truth", kind)
@@ -120,6 +143,13 @@ def grouped_pairs(record: Record, key: str, notes: Counter) -> tuple[PromptAnswe
             else:
                 pairs.append(pair)
     return tuple(pairs)
+
+
+def _model_answered(item: Record) -> bool:
+    """A locality pair measured as agreement with the unedited model: a null ground truth, or
+    the ``pre_post_consistency`` metric."""
+    return ("ground_truth" in item and item["ground_truth"] is None) or \
+        item.get("metric") == CONSISTENCY_METRIC
 
 
 def request(case_id: str, source: str, prompt: tuple[str, str], subject: tuple[str, str],
@@ -148,7 +178,7 @@ def parse_counterfact(record: Record, case_id: str, source: str, notes: Counter)
     elif record.get("locality_prompt") is not None:
         locality = (PromptAnswer(text(record, "locality_prompt"),
                                  text(record, "locality_ground_truth")),)
-    return request(str(record.get("case_id", case_id)), source,
+    return request(own_case_id(record, "case_id", case_id), source,
                    (text(record, "prompt"), "prompt"), (text(record, "subject"), "subject"),
                    text(record, "target_new"), target_old=optional_text(record, "ground_truth"),
                    rephrase_prompts=first_rephrase(record, "rephrase_prompt", notes),
@@ -186,7 +216,7 @@ def parse_counterfact_rome(record: Record, case_id: str, source: str, notes: Cou
                        "requested_rewrite.target_true.str")
     rephrases = tuple(_strings(record, "paraphrase_prompts"))
     locality = tuple(PromptAnswer(p, target_true) for p in _strings(record, "neighborhood_prompts"))
-    return request(str(record.get("case_id", case_id)), source,
+    return request(own_case_id(record, "case_id", case_id), source,
                    (template.replace("{}", subject, 1), "requested_rewrite.prompt"),
                    (subject, "requested_rewrite.subject"), target_new, target_old=target_true,
                    rephrase_prompts=rephrases, locality=locality)
@@ -196,7 +226,7 @@ def parse_counterfact_qna(record: Record, case_id: str, source: str, notes: Coun
     """counterfact_qna.json: the CounterFact prompt as ``question``, its new target as ``answer``,
     and the same fact asked as a question (``qna_question``), read as a rephrase. No old answer."""
     qna = optional_text(record, "qna_question")
-    return request(str(record.get("case_index", case_id)), source,
+    return request(own_case_id(record, "case_index", case_id), source,
                    (text(record, "question"), "question"), (text(record, "subject"), "subject"),
                    text(record, "answer"), rephrase_prompts=(qna,) if qna else ())
 
@@ -234,7 +264,8 @@ def parse_knowedit(record: Record, case_id: str, source: str, notes: Counter, *,
         true_answers = answers(record["ground_truth"], "ground_truth")
         if not true_answers:
             raise RecordError("ground_truth", "has no answer")
-    return request(str(record.get("case_id", case_id)), source, (text(record, "prompt"), "prompt"),
+    return request(own_case_id(record, "case_id", case_id), source,
+                   (text(record, "prompt"), "prompt"),
                    (text(record, "subject"), "subject"), text(record, "target_new"),
                    target_old=true_answers[0] if true_answers else None,
                    target_old_aliases=true_answers,

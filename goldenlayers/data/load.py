@@ -81,10 +81,7 @@ def load_dataset(name_or_path: str | Path, *, format: str | None = None, limit: 
         path, name, ids = samples_dir() / f"{key}.json", key, [str(i) for i in entry["indices"]]
         origin = f"sample of {Path(entry['source']).name} ({entry['source_records']:,})"
     else:
-        path = Path(name_or_path).expanduser()
-        if not path.is_file():
-            raise InputError(f"no such file, and not a bundled data set ({', '.join(BUNDLED)})",
-                             source=str(path))
+        path = dataset_file(name_or_path)
         name, ids, origin = path.stem, None, str(path)
     records = read_records(path)
     if limit is not None:
@@ -93,6 +90,29 @@ def load_dataset(name_or_path: str | Path, *, format: str | None = None, limit: 
     dataset = parse_records(records, fmt, name=name, path=path, ids=ids, skip_invalid=skip_invalid)
     dataset.origin = origin
     return dataset
+
+
+def dataset_file(name_or_path: str | Path) -> Path:
+    """The benchmark file a name that is not a bundled data set points at; ``InputError`` saying
+    what the path is and why it cannot be read as one (missing, a folder, a CSV). Reads nothing."""
+    path = Path(name_or_path).expanduser()
+    if path.is_dir():
+        raise InputError(f"is a folder; give a data set file (JSON or JSON Lines) or a bundled "
+                         f"data set ({', '.join(BUNDLED)})", source=str(path))
+    if not path.is_file():
+        raise InputError(f"no such file, and not a bundled data set ({', '.join(BUNDLED)})",
+                         source=str(path))
+    if path.suffix.lower() == ".csv":
+        raise InputError("benchmark files are JSON or JSON Lines; a CSV of prompt, subject and "
+                         "target is read by `goldenlayers edit --data` only", source=str(path))
+    return path
+
+
+def check_dataset_source(name_or_path: str | Path) -> None:
+    """Refuse a name that is neither a bundled data set nor a readable benchmark file path,
+    before any work (``dataset_file``)."""
+    if not (str(name_or_path) in BUNDLED and not Path(str(name_or_path)).exists()):
+        dataset_file(name_or_path)
 
 
 def read_records(path: Path) -> list[Any]:
@@ -104,6 +124,9 @@ def read_records(path: Path) -> list[Any]:
     if path.suffix.lower() not in JSON_LINES_SUFFIXES:
         try:
             data = json.loads(content)
+        except RecursionError:
+            raise InputError("malformed JSON: nested too deeply to be a data set",
+                             source=str(path)) from None
         except json.JSONDecodeError as error:
             if not _looks_like_json_lines(content):
                 raise InputError(f"malformed JSON at line {error.lineno}, column {error.colno}: "
@@ -124,7 +147,7 @@ def _looks_like_json_lines(content: str) -> bool:
     first = next((line for line in content.splitlines() if line.strip()), "")
     try:
         return isinstance(json.loads(first), dict)
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, RecursionError):
         return False
 
 
@@ -135,6 +158,9 @@ def _read_json_lines(content: str, path: Path) -> list[Any]:
             continue
         try:
             records.append(json.loads(line))
+        except RecursionError:
+            raise InputError(f"malformed JSON on line {line_number}: nested too deeply",
+                             source=str(path), index=len(records)) from None
         except json.JSONDecodeError as error:
             raise InputError(f"malformed JSON on line {line_number}, column {error.colno}: "
                              f"{error.msg}", source=str(path), index=len(records)) from error

@@ -12,16 +12,19 @@ from goldenlayers.text import find_subject
 class PromptAnswer:
     """A prompt and its expected answer; ``aliases`` holds every accepted answer, first = ``answer``.
 
+    ``answer`` is None for a locality pair the data gives no ground truth for: the unedited
+    model's own greedy answer stands in for it (``evaluate.compute_pre_edit``).
+
     ``kind`` is the data set's own label for the pair where it has one (KnowEdit's
     "Relation_Specificity", "Forgetfulness", "Reasoning", "Subject_Aliasing", ...), else "".
     """
 
     prompt: str
-    answer: str
+    answer: str | None
     aliases: tuple[str, ...] = ()
     kind: str = ""
 
-    def all_answers(self) -> tuple[str, ...]:
+    def all_answers(self) -> tuple[str | None, ...]:
         return self.aliases or (self.answer,)
 
 

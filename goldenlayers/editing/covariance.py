@@ -26,12 +26,13 @@ from safetensors.torch import load_file, save_file
 
 from goldenlayers.editing.cache import EditCache
 from goldenlayers.editing.keys import as_float, compute_dtype
+from goldenlayers.files.atomic import atomic_path
+from goldenlayers.files.tensors import safetensors_problem
 from goldenlayers.models.handle import ModelHandle
 from goldenlayers.models.hooks import trace
 from goldenlayers.models.load import cache_dir
 from goldenlayers.models.tokens import pad_rows
 from goldenlayers.progress import track
-from goldenlayers.safety import atomic_path, safetensors_problem
 
 log = logging.getLogger(__name__)
 

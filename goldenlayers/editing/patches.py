@@ -27,9 +27,10 @@ from safetensors.torch import save_file
 
 from goldenlayers.editing.base import EditResult, LayerUpdate, add_update
 from goldenlayers.editing.errors import PatchError
-from goldenlayers.editing.restore import Snapshot, preserved, restore
-from goldenlayers.models.handle import ModelHandle
-from goldenlayers.safety import atomic_path
+from goldenlayers.editing.restore import Snapshot, preserved, restore, snapshot
+from goldenlayers.files.atomic import named_write_errors
+from goldenlayers.files.outputs import output_path
+from goldenlayers.models.handle import ModelHandle, weights_digest
 
 FORMAT = "goldenlayers-patch/2"
 OLD_FORMATS = ("goldenlayers-patch/1",)
@@ -156,7 +157,7 @@ def save_patch(result: EditResult, path: str | Path, original: Snapshot,
         "requests": json.dumps([dataclasses.asdict(r) for r in result.requests]),
         "config": json.dumps(result.config),
     }
-    with atomic_path(path) as staging:
+    with named_write_errors(path), output_path(path) as staging:
         save_file(tensors, str(staging), metadata=metadata)
     return path
 
@@ -263,10 +264,20 @@ def _check_state(handle: ModelHandle, patch: Patch, wanted: str) -> None:
 
 
 def apply_patch(handle: ModelHandle, patch: Patch) -> None:
-    """Add the patch's deltas, only to the weights it was made from."""
+    """Add the patch's deltas, only to the weights it was made from, and check the result against
+    the patch's recorded "after" weights: a delta altered or damaged since the patch was written
+    is refused, and the weights are put back as they were."""
     _check_state(handle, patch, "before")
+    original = snapshot(handle, patch.layers)
     for update in patch.updates:
         add_update(handle, update)
+    wrong = [layer for layer in patch.layers if layer_state(handle, patch, layer) != "after"]
+    if wrong:
+        restore(handle, original)
+        raise PatchError(f"refusing {patch.label}: with its deltas added, layer(s) {wrong} do not "
+                         f"match the patched weights it records (its \"after\" digest and sampled "
+                         f"entries); the file was changed or damaged since it was written; no "
+                         f"weight was changed")
 
 
 def remove_patch(handle: ModelHandle, patch: Patch) -> RemovalReport:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from goldenlayers.engine.cell import CellRow
-from goldenlayers.safety import append_json_line, read_json_lines
+from goldenlayers.files.jsonfiles import append_json_line, read_json_lines
 
 CELLS_SUFFIX = ".jsonl"
 LOCATE_SUFFIX = ".locate.jsonl"

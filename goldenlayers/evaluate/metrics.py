@@ -12,7 +12,9 @@ per batch and the vocabulary head only at those positions (``logits_at``):
   several aliases the rule is a parameter: "first" (EasyEdit's, the default: the first alias, which
   is ``answer``) or "best" (any alias counts: the best token accuracy over the aliases).
 - locality: on each locality (prompt, answer), the fraction of answer positions where the edited
-  model's argmax equals the unedited model's (``PreEditState``), mean over its prompts.
+  model's argmax equals the unedited model's (``PreEditState``), mean over its prompts. Where the
+  data gives no answer (``PromptAnswer.answer`` None), the answer is the unedited model's greedy
+  continuation of the prompt (``MODEL_ANSWER_TOKENS`` tokens), generated once with the state.
 - fluency (goldenlayers.evaluate.fluency): n-gram entropy of a continuation of the prompt, greedy
   (ours, the default) or sampled as EasyEdit does (``fluency_procedure="easyedit"``); higher is better.
 
@@ -34,7 +36,7 @@ from goldenlayers.data.load import METRICS
 from goldenlayers.data.records import EditRequest, PromptAnswer
 from goldenlayers.errors import GoldenLayersError
 from goldenlayers.evaluate.fluency import fluency_scores, fluency_settings
-from goldenlayers.models.handle import ModelHandle, logits_at
+from goldenlayers.models.handle import ModelHandle, greedy_continuations, logits_at
 from goldenlayers.progress import track
 
 logger = logging.getLogger(__name__)
@@ -58,6 +60,7 @@ def higher_is_better(metric: str) -> bool:
 
 ALIAS_RULES = ("first", "best")
 DEFAULT_METRICS = TEACHER_FORCED  # fluency generates 100 tokens per request: ask for it by name
+MODEL_ANSWER_TOKENS = 8  # a locality answer the data lacks: this much of the model's own
 
 
 @dataclass(frozen=True)
@@ -99,6 +102,8 @@ class PreEditState:
 
     fingerprint: str  # the model's; a state from another model is refused
     tokens: dict[str, tuple[tuple[int, ...], ...]]
+    # locality_key -> each locality pair's answer, the unedited model's where the data has none
+    answers: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     def __contains__(self, request: EditRequest) -> bool:
         return locality_key(request) in self.tokens
@@ -106,7 +111,8 @@ class PreEditState:
     def merged(self, other: PreEditState) -> PreEditState:
         if other.fingerprint != self.fingerprint:
             raise GoldenLayersError("cannot merge pre-edit states of two different models")
-        return PreEditState(self.fingerprint, {**self.tokens, **other.tokens})
+        return PreEditState(self.fingerprint, {**self.tokens, **other.tokens},
+                            {**self.answers, **other.answers})
 
 
 @dataclass(frozen=True)
@@ -165,7 +171,37 @@ def _answers(pair: PromptAnswer, alias_rule: str) -> tuple[str, ...]:
     return pair.all_answers() if alias_rule == "best" else (pair.answer,)
 
 
-def _items(requests: Sequence[EditRequest], metrics: Sequence[str], alias_rule: str) -> list[_Item]:
+def _locality_answers(request: EditRequest, model_answers: dict[str, tuple[str, ...]]
+                      ) -> tuple[str, ...]:
+    """Each locality pair's answer: the data's, else the unedited model's (``PreEditState``)."""
+    if all(pair.answer is not None for pair in request.locality):
+        return tuple(pair.answer for pair in request.locality)  # type: ignore[misc]
+    if locality_key(request) not in model_answers:
+        raise GoldenLayersError(f"case {request.case_id!r} has locality prompts without an answer "
+                                "and the pre-edit state has none for them; run compute_pre_edit "
+                                "on these requests before editing")
+    return model_answers[locality_key(request)]
+
+
+def _model_answers(handle: ModelHandle, requests: Sequence[EditRequest],
+                   batch_size: int) -> dict[str, tuple[str, ...]]:
+    """For each request with answerless locality pairs: every pair's answer, the unedited
+    model's greedy continuation (stripped) where the data gives none. Call before any edit."""
+    asked = [(r, k) for r, request in enumerate(requests)
+             for k, pair in enumerate(request.locality) if pair.answer is None]
+    if not asked:
+        return {}
+    texts = greedy_continuations(handle, [requests[r].locality[k].prompt for r, k in asked],
+                                 MODEL_ANSWER_TOKENS, batch_size)
+    given = {(r, k): text.strip() or text or handle.tokenizer.eos_token
+             for (r, k), text in zip(asked, texts)}
+    return {locality_key(requests[r]): tuple(given.get((r, k), pair.answer)
+                                             for k, pair in enumerate(requests[r].locality))
+            for r in sorted({r for r, _ in asked})}
+
+
+def _items(requests: Sequence[EditRequest], metrics: Sequence[str], alias_rule: str,
+           model_answers: dict[str, tuple[str, ...]] | None = None) -> list[_Item]:
     items = []
     for r, request in enumerate(requests):
         if "rewrite_accuracy" in metrics:
@@ -174,8 +210,9 @@ def _items(requests: Sequence[EditRequest], metrics: Sequence[str], alias_rule: 
             items += [_Item(r, "rephrase_accuracy", k, prompt, request.target_new)
                       for k, prompt in enumerate(request.rephrase_prompts)]
         if "locality" in metrics:
-            items += [_Item(r, "locality", k, pair.prompt, pair.answer)
-                      for k, pair in enumerate(request.locality)]
+            answers = _locality_answers(request, model_answers or {})
+            items += [_Item(r, "locality", k, pair.prompt, answer)
+                      for k, (pair, answer) in enumerate(zip(request.locality, answers))]
         if "portability" in metrics:
             items += [_Item(r, "portability", k, pair.prompt, answer)
                       for k, pair in enumerate(request.portability)
@@ -196,14 +233,16 @@ def compute_pre_edit(handle: ModelHandle, requests: Sequence[EditRequest], batch
                      *, padding_side: str = "right") -> PreEditState:
     """The unedited model's argmax tokens on every locality prompt + answer. Call before any edit.
     Requests of several data sets may share case ids: the state is keyed by locality content."""
-    items = _items(requests, ("locality",), "first")
+    model_answers = _model_answers(handle, requests, batch_size)
+    items = _items(requests, ("locality",), "first", model_answers)
     per_request: list[list[tuple[int, ...]]] = [[] for _ in requests]
     results = _argmax_at_answers(handle, items, batch_size, padding_side)
     for item, (predicted, _) in zip(items, results):
         per_request[item.request].append(tuple(predicted.tolist()))
     # requests with the same locality pairs get the same predictions, so either may fill the entry
     tokens = {locality_key(r): predicted for r, predicted in zip(requests, per_request)}
-    return PreEditState(handle.fingerprint, {k: tuple(v) for k, v in tokens.items()})
+    return PreEditState(handle.fingerprint, {k: tuple(v) for k, v in tokens.items()},
+                        model_answers)
 
 
 # --- scoring --------------------------------------------------------------------------------------
@@ -293,7 +332,7 @@ def evaluate(handle: ModelHandle, requests: Sequence[EditRequest], pre: PreEditS
                                     f"({pre.fingerprint}, this one is {handle.fingerprint})")
         else:
             settings["pre_edit"] = "given"
-    items = _items(requests, wanted, alias_rule)
+    items = _items(requests, wanted, alias_rule, pre.answers if pre is not None else None)
     results = _argmax_at_answers(handle, items, batch_size, padding_side)
     scores = _scores(requests, items, results, pre)
     if "fluency" in wanted:

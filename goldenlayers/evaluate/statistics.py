@@ -36,15 +36,21 @@ class TTestResult:
     paired: bool
     n: tuple[int, int]  # sample sizes of a and b (equal when paired)
     alpha: float = 0.05
+    no_spread: bool = False  # the tested values all equal: no test (p 1, or 0 if the means differ)
+
+
+DECIMALS = 12  # values equal to this many decimals are equal (metric values are fractions)
 
 
 def _sample(values: Sequence[float], name: str) -> np.ndarray:
+    """The values as floats, rounded to ``DECIMALS``: a sum computed in another order (0.1 + 0.2
+    against 0.3) is not a spread, nor a difference, to test."""
     array = np.asarray(values, dtype=np.float64)
     if array.ndim != 1 or array.size < 2:
         raise GoldenLayersError(f"sample {name} needs at least 2 values, got {array.size}")
     if not np.all(np.isfinite(array)):
         raise GoldenLayersError(f"sample {name} has a NaN or infinite value")
-    return array
+    return np.round(array, DECIMALS)
 
 
 def _without_spread(a: np.ndarray, b: np.ndarray, paired: bool) -> tuple[float, float]:
@@ -74,7 +80,7 @@ def t_test(a: Sequence[float], b: Sequence[float], paired: bool = False,
         mean_a=float(x.mean()), std_a=float(x.std(ddof=1)),
         mean_b=float(y.mean()), std_b=float(y.std(ddof=1)),
         statistic=statistic, p_value=p_value, significant=p_value < alpha,
-        paired=paired, n=(int(x.size), int(y.size)), alpha=alpha,
+        paired=paired, n=(int(x.size), int(y.size)), alpha=alpha, no_spread=bool(spread == 0.0),
     )
 
 
@@ -109,7 +115,7 @@ def bootstrap_interval(values: Sequence[float], confidence: float = 0.95, resamp
     if array.size == 0:
         return Interval(math.nan, math.nan, math.nan, 0, confidence)
     mean = float(array.mean())
-    if array.size == 1 or np.ptp(array) == 0.0:  # scipy would warn that the statistic is degenerate
+    if array.size == 1 or np.ptp(np.round(array, DECIMALS)) == 0.0:  # scipy would warn: degenerate
         return Interval(mean, mean, mean, int(array.size), confidence)
     result = stats.bootstrap((array,), np.mean, confidence_level=confidence, n_resamples=resamples,
                              method="percentile", rng=np.random.default_rng(seed))

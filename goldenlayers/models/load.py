@@ -20,10 +20,11 @@ from urllib.parse import urlparse
 import torch
 
 from goldenlayers.errors import GoldenLayersError
+from goldenlayers.files.atomic import remove_stale, staging_prefix
+from goldenlayers.files.tensors import safetensors_problem
 from goldenlayers.models.adapters import adapter_for
 from goldenlayers.models.handle import ModelHandle
 from goldenlayers.models.presets import PRESETS, Preset, tiny_config
-from goldenlayers.safety import safetensors_problem
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +102,10 @@ def _from_pretrained(folder: str, dtype: torch.dtype, name: str):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     local = Path(folder).is_dir()
+    if not local and looks_like_path(folder):
+        what = "is a file, not a model folder" if Path(folder).exists() else "no such folder"
+        raise ModelLoadError(f"{name!r}: {what} (a local model is a folder saved by "
+                             f"save_pretrained; presets: {', '.join(PRESETS)})")
     if not local and "/" not in folder and folder not in {p.hub_id for p in PRESETS.values()}:
         presets = ", ".join(PRESETS)
         raise ModelLoadError(
@@ -115,6 +120,9 @@ def _from_pretrained(folder: str, dtype: torch.dtype, name: str):
     if local:
         if not (Path(folder) / "config.json").is_file():
             raise ModelLoadError(f"{name!r} is a folder but not a saved model (no config.json in it)")
+        problem = weights_problem(Path(folder))
+        if problem is not None:
+            raise ModelLoadError(f"cannot load {name!r}, a damaged model folder: {problem}")
         try:
             tokenizer, model = load()
         except (OSError, ValueError, KeyError) as error:  # transformers' errors for broken folders
@@ -151,16 +159,41 @@ def _hub_reachable(timeout: float = 3.0) -> bool:
 # --- GGUF presets ---------------------------------------------------------------------------------
 
 
+def looks_like_path(name: str) -> bool:
+    """A name the user meant as a local path (./x, ../x, /x, ~/x, or an existing file)."""
+    return name.startswith((".", "/", "~", os.sep)) or Path(name).is_file()
+
+
 def model_folder_problem(folder: Path) -> str | None:
-    """Why a saved model folder is damaged (config that does not parse, weights missing or
-    truncated), or None when it looks whole; reads headers only."""
-    try:
-        json.loads((folder / "config.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError) as error:
-        return f"config.json: {error}"
-    weights = sorted(folder.glob("*.safetensors"))
-    if not weights:
+    """Why a saved model folder is damaged (config or tokenizer files that do not parse, weights
+    missing or truncated), or None when it looks whole; reads headers only."""
+    for name in ("config.json", *TOKENIZER_FILES):
+        if name == "config.json" or (folder / name).exists():
+            problem = _json_problem(folder / name)
+            if problem is not None:
+                return problem
+    if not list(folder.glob("*.safetensors")):
         return "no *.safetensors weights"
+    return weights_problem(folder)
+
+
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")
+
+
+def _json_problem(path: Path) -> str | None:
+    try:
+        json.loads(path.read_text(encoding="utf-8"))
+    except RecursionError:
+        return f"{path.name}: nested too deeply"
+    except (OSError, ValueError) as error:
+        return f"{path.name}: {error}"
+    return None
+
+
+def weights_problem(folder: Path) -> str | None:
+    """Why the folder's safetensors weights are damaged (a shard missing, a file truncated: the
+    file's name first), or None; reads headers only."""
+    weights = sorted(folder.glob("*.safetensors"))
     index = folder / "model.safetensors.index.json"
     if index.exists():
         try:
@@ -185,7 +218,8 @@ def _cached_gguf_folder(preset: Preset) -> Path:
     log.info("converting %s from %s (once; cached in %s)", preset.name, gguf_path, folder)
     model, tokenizer = _from_gguf(gguf_path)
     folder.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{preset.name}-", dir=folder.parent))
+    remove_stale(folder)  # what a conversion killed midway left
+    staging = Path(tempfile.mkdtemp(prefix=staging_prefix(folder), suffix=".tmp", dir=folder.parent))
     try:
         model.save_pretrained(staging)
         tokenizer.save_pretrained(staging)

@@ -6,8 +6,8 @@ import math
 from collections.abc import Sequence
 from pathlib import Path
 
+from goldenlayers.files.atomic import atomic_path
 from goldenlayers.locate.search import COPIED_LAYER, TRIAL_METRICS
-from goldenlayers.safety import atomic_path
 from goldenlayers.study.replay import Outcome
 
 SHORT = {"rewrite_accuracy": "RwA", "overall": "Overall"}

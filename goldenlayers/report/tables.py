@@ -47,6 +47,14 @@ def fmt_p(p: float) -> str:
     return "–" if math.isnan(p) else (f"{p:.2e}" if p < 1e-3 else f"{p:.4f}")
 
 
+def fmt_test(test) -> str:
+    """A t-test's p, or words where there is nothing to test (every tested value equal)."""
+    if test.no_spread:
+        equal = test.p_value == 1.0
+        return "no test: all values equal" if equal else "no test: no spread, means differ"
+    return fmt_p(test.p_value)
+
+
 def fmt_interval(interval: Interval | None, digits: int = 3) -> str:
     if interval is None or math.isnan(interval.mean):
         return "–"
@@ -63,7 +71,7 @@ def table1(results: StudyResults) -> Table:
         s, p = r.student, r.paired
         rows.append((r.dataset, LABELS[r.metric], str(r.golden_layer), str(p.test.n[0]),
                      f"{fmt(s.mean_a)} ± {fmt(s.std_a)}", f"{fmt(s.mean_b)} ± {fmt(s.std_b)}",
-                     fmt_interval(p.difference), fmt_p(p.test.p_value), fmt_p(s.p_value),
+                     fmt_interval(p.difference), fmt_test(p.test), fmt_test(s),
                      fmt(p.detectable, 3), f"{r.share_at_optimum:.0%}"))
     return Table("Table 1: golden layer vs sample-wise optimal layer (test set)",
                  ("data set", "metric", "golden layer", "n", "sample-wise optimal",
@@ -168,7 +176,7 @@ def editor_table(results: StudyResults) -> Table:
 def editor_comparison_table(results: StudyResults) -> Table:
     rows = tuple((r.dataset, r.editor, LABELS[c.metric], f"{len(c.layers)} / {c.n}",
                   f"{c.golden} / {c.main_golden}", fmt_interval(c.regret_at_main_golden),
-                  f"{fmt_interval(c.versus_main.difference)}, p {fmt_p(c.versus_main.test.p_value)}, "
+                  f"{fmt_interval(c.versus_main.difference)}, p {fmt_test(c.versus_main.test)}, "
                   f"detectable {fmt(c.versus_main.detectable, 3)}")
                  for r in results.editors for c in r.versus_main)
     return Table(f"Each editor against {results.editor} (test set, the layers and requests both have)",

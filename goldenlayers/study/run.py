@@ -24,7 +24,7 @@ from goldenlayers.engine import (CellKey, CellRunner, LocateRow, ResultsFolder, 
 from goldenlayers.errors import GoldenLayersError
 from goldenlayers.evaluate import DEFAULT_METRICS
 from goldenlayers.models import ModelHandle, load_model
-from goldenlayers.safety import run_lock
+from goldenlayers.files.locks import run_lock
 from goldenlayers.study.lga_readings import PRODUCTS
 from goldenlayers.study.settings import StudySettings
 from goldenlayers.study.store import FORMAT, merged_manifest, requests_digest, write_manifest
@@ -168,8 +168,7 @@ def run_study(settings: StudySettings, run_dir: str | Path, *, executor: str = "
     """Run (or resume, or extend) the study in ``run_dir``; contradicting settings are refused."""
     start = time.perf_counter()
     check_executor(executor)
-    Path(run_dir).mkdir(parents=True, exist_ok=True)
-    with run_lock(run_dir):  # a second study writing the same folder is refused, not interleaved
+    with run_lock(run_dir):  # one writer; a refused run leaves no folder or lock behind
         return _run_locked(settings, run_dir, start, executor=executor, device=device,
                            workers=workers, ray_address=ray_address, num_cpus=num_cpus,
                            requests_per_batch=requests_per_batch)

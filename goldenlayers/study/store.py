@@ -10,14 +10,14 @@ New data sets and editors are added: the campaign grows one folder per model thi
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from goldenlayers.errors import GoldenLayersError
-from goldenlayers.safety import atomic_write_text
+from goldenlayers.files.atomic import atomic_write_text
+from goldenlayers.files.digests import settings_digest
 from goldenlayers.study.settings import upgraded_fixed
 
 MANIFEST = "study.json"
@@ -30,8 +30,7 @@ class SettingsMismatch(GoldenLayersError):
 
 def requests_digest(requests) -> str:
     """A digest of the requests' contents in order: an edited record or a new order changes it."""
-    text = json.dumps([asdict(r) for r in requests], sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:20]
+    return settings_digest([asdict(r) for r in requests])[:20]
 
 
 def read_manifest(run_dir: str | Path) -> dict[str, Any]:
