@@ -247,8 +247,15 @@ def locate(
     combine: str = typer.Option(None, "--combine", help="LGA: sum, mean-rank or votes over the "
                                 "proxy requests."),
     layers: str = typer.Option("all", "--layers", help="Brute force: " + LAYERS_HELP),
-    profile: str = typer.Option("default", "--profile", help="Brute force: the editor's "
-                                "hyperparameters, default (ours) or easyedit (EasyEdit's)."),
+    profile: str = typer.Option("default", "--profile", help="Brute force and --export: the "
+                                "editor's hyperparameters, default (ours) or easyedit (EasyEdit's)."),
+    export: str = typer.Option(None, "--export", help="Write a hyperparameter file for --editor "
+                               "at the golden layer: .yaml for EasyEdit (rome, r-rome, emmet, "
+                               "memit, alphaedit), .json for the ROME/MEMIT code (rome, memit)."),
+    export_format: str = typer.Option(None, "--export-format", help="easyedit or rome (default: "
+                                      "by --export's extension)."),
+    hparams: str = typer.Option(None, "--hparams", help="Brute force: the editor and its settings "
+                                "from an EasyEdit or ROME/MEMIT hyperparameter file."),
 ) -> None:
     """Rank the model's layers for editing on a proxy set and name the golden layer.
 
@@ -264,6 +271,8 @@ def locate(
     from goldenlayers.models.tokens import check_fits_context
 
     _check_outputs(json=(json_out, (".json",)), plot=(plot, (".png", ".svg", ".pdf")))
+    plan, imported, editor = _locate_hand_over(export, export_format, hparams, editor, method,
+                                               verify, profile)
     dataset = load_dataset(data)
     handle = load_model(model, device=device)
     parts = proxy_split(dataset.requests, proxy, seed)
@@ -280,6 +289,8 @@ def locate(
                                 dataset=dataset.name, **reading)
     if method == "brute-force" and profile != "default":
         settings["editor_overrides"] = dict(item.split("=", 1) for item in _with_profile(profile, []))
+    if imported is not None:
+        settings["editor_overrides"] = _brute_force_hparams(imported, handle, profile)
     scores = get_locator(method, **settings).locate(handle, parts.proxy)
     console.print(layer_table(scores, f"{method} on {handle.name}, {len(parts.proxy)} "
                                       f"{dataset.name} requests"))
@@ -314,12 +325,66 @@ def locate(
                             "means": {name: bootstrap_interval(
                                 [r.metrics[name] for r in rows if name in r.metrics]).to_dict()
                                 for name in names}}
+    if plan is not None:
+        _export(plan, handle, model, editor, scores, dataset.name, seed, profile,
+                settings.get("editor_overrides") if imported is not None else None)
     if json_out:
         _write_json(json_out, result)
     if plot and scores.golden_layer is not None:
         console.print(f"wrote {plot_layer_scores(scores, plot)}")
     elif plot:
         console.print(f"no plot written: {method} has no scores here")
+
+
+def _locate_hand_over(export, export_format, hparams, editor, method, verify, profile):
+    """locate's --export plan, --hparams file and editor (the file's, if given), checked before
+    any work."""
+    from goldenlayers.app.export import plan_export, read_hparams_for
+    from goldenlayers.editing.hparams_files import editor_for
+
+    _with_profile(profile, [])  # names the profiles if it is not one
+    if export_format and not export:
+        raise GoldenLayersError("--export-format needs --export FILE")
+    if hparams and method != "brute-force":
+        raise GoldenLayersError(f"--hparams sets the editor of brute force; {method} edits nothing")
+    imported = read_hparams_for(hparams) if hparams else None
+    editor = editor_for(imported.algorithm) if imported else editor
+    if editor.lower() == "alphaedit" and (method == "brute-force" or verify):
+        raise GoldenLayersError("--editor alphaedit is only written (--export): goldenlayers "
+                                "runs rome, r-rome, emmet and memit")
+    return plan_export(export, export_format, editor) if export else None, imported, editor
+
+
+def _brute_force_hparams(hparams, handle, profile: str) -> dict:
+    """Brute force's editor overrides from an --hparams file (its editor is the file's)."""
+    from goldenlayers.app.export import settings_for_model
+
+    imported = settings_for_model(hparams, handle)
+    _hparams_notices(hparams.path, imported)
+    console.print(f"{hparams.path}: {imported.editor}; brute force tries every --layers layer, "
+                  f"the file's layers {hparams.layers} set its window only", highlight=False)
+    return {**imported.overrides, **({"profile": profile} if profile != "default" else {})}
+
+
+def _hparams_notices(path: str, imported) -> None:
+    if imported.ignored:
+        console.print(f"{path}: ignored (harmless here): {'; '.join(imported.ignored)}",
+                      highlight=False, soft_wrap=True)
+    for note in imported.notes:
+        console.print(f"{path}: {note}", highlight=False, soft_wrap=True)
+
+
+def _export(plan, handle, model: str, editor: str, scores, dataset: str, seed: int,
+            profile: str, overrides: dict | None) -> None:
+    from goldenlayers.app.export import provenance_of, write_export
+
+    provenance = provenance_of(scores, dataset=dataset, seed=seed, profile=profile)
+    overrides = {k: v for k, v in (overrides or {}).items() if k != "profile"}
+    written = write_export(plan, handle, model, editor, scores, provenance, overrides)
+    for note in written.notes:
+        console.print(f"note: {note}")
+    console.print(f"wrote {written.path} ({plan.algorithm}, layers {written.layers})"
+                  + (f" and its provenance {written.sidecar}" if written.sidecar else ""))
 
 
 def _with_profile(profile: str, settings: list[str] | None) -> list[str]:
@@ -358,6 +423,33 @@ def parse_layer(text: str, handle, data: str | None = None) -> int:
     return handle.adapter.check_layer(handle.model, layer)
 
 
+def _edit_hparams(hparams: str | None, editor: str | None, layer: str | None):
+    """edit's --hparams file, read and checked before the model loads, or None."""
+    from goldenlayers.app.export import read_hparams_for
+
+    if not hparams:
+        if layer is None:
+            raise GoldenLayersError("give --layer N (or auto), or --hparams FILE with the layers")
+        return None
+    if layer is not None:
+        raise GoldenLayersError(f"--layer {layer} and --hparams {hparams}: the file gives the "
+                                "layers; give one of them")
+    return read_hparams_for(hparams, editor)
+
+
+def _editor_from_hparams(hparams, handle, overrides: dict):
+    """(the editor, the layer) an --hparams file sets on this model, --set and --profile in
+    ``overrides`` (the profile under the file, the rest over it)."""
+    from goldenlayers.app.export import imported_editor, settings_for_model
+
+    imported = settings_for_model(hparams, handle)
+    _hparams_notices(hparams.path, imported)
+    rest = {key: value for key, value in overrides.items() if key != "profile"}
+    chosen = imported_editor(imported, overrides.get("profile", "default"), rest)
+    console.print(f"{hparams.path}: {imported.editor} at layer {imported.layer}", highlight=False)
+    return chosen, str(imported.layer)
+
+
 def _edit_table(session) -> Table:
     table = Table(title=f"{session.result.editor} at layer {session.layer} "
                         f"({', '.join(map(str, session.result.layers))} changed), "
@@ -378,9 +470,11 @@ def edit(
     data: str = typer.Option(None, "--data", help="Bundled data set, benchmark file, or a small "
                              "JSON/JSONL/CSV of prompt, subject, target."),
     n: int = typer.Option(1, "--n", min=0, help="Edit the first N requests of --data (0: all)."),
-    layer: str = typer.Option(..., "--layer", help="Layer to edit (MEMIT: the last of its window), "
-                              "or auto: the LGA golden layer, located once and cached."),
-    editor: str = typer.Option("r-rome", "--editor", help="rome, r-rome, emmet or memit."),
+    layer: str = typer.Option(None, "--layer", help="Layer to edit (MEMIT: the last of its window), "
+                              "or auto: the LGA golden layer, located once and cached. Required "
+                              "unless --hparams gives it."),
+    editor: str = typer.Option(None, "--editor", help="rome, r-rome, emmet or memit (default "
+                               "r-rome, or --hparams's)."),
     prompt: str = typer.Option(None, "--prompt", help="Prompt with {} for the subject, or "
                                "containing it."),
     subject: str = typer.Option(None, "--subject", help="The subject in --prompt."),
@@ -397,6 +491,9 @@ def edit(
                               help="float32, bfloat16 or float16."),
     profile: str = typer.Option("default", "--profile", help="Hyperparameters: default (ours, faster) or "
                                "easyedit (EasyEdit's published ones for the model family)."),
+    hparams: str = typer.Option(None, "--hparams", help="The editor, layer(s) and settings from an "
+                                "EasyEdit (.yaml) or ROME/MEMIT code (.json) hyperparameter file "
+                                "(--profile fills what it does not say; --set wins over it)."),
 ) -> None:
     """Edit facts at a layer (in sequence; EMMET and MEMIT as one batch) and check them."""
     from goldenlayers.app.edit_session import edit_and_check, save_model
@@ -410,6 +507,8 @@ def edit(
     if out:
         check_output_folder(out, overwrite=overwrite)
     requests = load_requests(data, prompt=prompt, subject=subject, target=target, n=n)
+    from_file = _edit_hparams(hparams, editor, layer)
+    editor = from_file.editor if from_file else editor or "r-rome"
     if editor.lower() not in EDITORS:
         raise GoldenLayersError(f"unknown editor {editor!r}; available: {', '.join(sorted(EDITORS))}")
     overrides = EDITORS[editor.lower()].config_class.from_overrides(
@@ -417,6 +516,8 @@ def edit(
     chosen = get_editor(editor, **overrides)
     handle = load_model(model, device=device, dtype=dtype)
     check_fits_context(handle, requests)
+    if from_file:
+        chosen, layer = _editor_from_hparams(from_file, handle, overrides)
     session = edit_and_check(handle, chosen, requests, parse_layer(layer, handle, data))
     console.print(_edit_table(session))
     console.print(f"{sum(o.success for o in session.outcomes)} of {len(session.outcomes)} greedy "
