@@ -157,15 +157,21 @@ def study(
                                               "key=value (repeatable), e.g. v_num_grad_steps=25."),
     profile: str = typer.Option("default", "--profile", help="Hyperparameters: default (ours, faster) or "
                                "easyedit (EasyEdit's published ones for the model family)."),
+    hparams: str = typer.Option(None, "--hparams", help="The editor and its settings from an "
+                                "EasyEdit or ROME/MEMIT hyperparameter file (its layers set a "
+                                "window's size only; checking it loads the model once more)."),
 ) -> None:
     """Run the paper's experiments (resumable: run it again to finish or to check it is done)."""
     from goldenlayers.study import StudySettings, run_study
 
+    overrides = _with_profile(profile, editor_settings)
+    if hparams:
+        editor, overrides = _study_hparams(hparams, model, dtype, overrides)
     settings = StudySettings(model=model, datasets=data, editor=editor, proxy_fraction=proxy_fraction,
                              test_size=test_size or None, proxy_size=proxy_size or None, seed=seed,
                              layers=layers, dtype=dtype, metrics=metrics,
                              fluency_size=fluency_size, pool_size=pool_size,
-                             editor_overrides=_with_profile(profile, editor_settings))
+                             editor_overrides=overrides)
     run = run_study(settings, out, executor=executor, device=device, workers=workers,
                     ray_address=ray_address, requests_per_batch=batch_requests)
     from goldenlayers.report.tables import MIN_TEST_REQUESTS
@@ -178,6 +184,22 @@ def study(
                   f"[bold]goldenlayers report {run.run_dir}{few}[/]"
                   + (f" ({settings.test_size} test requests per data set: numbers to look at, "
                      f"not to claim; {MIN_TEST_REQUESTS} or more are measured)" if few else ""))
+
+
+def _study_hparams(path: str, model: str, dtype: str, settings: list[str]) -> tuple[str, dict]:
+    """(editor, overrides) of a study from an --hparams file, checked on the model (loaded on
+    the CPU for it and let go before the study loads its own); --set strings win over the file."""
+    from goldenlayers.app.export import read_hparams_for, settings_for_model
+    from goldenlayers.editing import EDITORS
+    from goldenlayers.models import load_model
+
+    hparams = read_hparams_for(path)
+    given = EDITORS[hparams.editor].config_class.from_overrides(settings)  # before the load
+    imported = settings_for_model(hparams, load_model(model, dtype=dtype))
+    _hparams_notices(path, imported)
+    console.print(f"{path}: {imported.editor}; the study edits at every --layers layer, the file's "
+                  f"layers {hparams.layers} set the window only", highlight=False)
+    return imported.editor, {**imported.overrides, **given}
 
 
 @app.command()

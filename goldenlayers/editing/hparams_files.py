@@ -58,7 +58,7 @@ IGNORED_KEYS = {
     "max_length": "prompts are checked against the model's own context length",
     "model_parallel": "the model runs on one device",
     "fp16": "the dtype is --dtype",
-    "batch_size": "the requests of one edit are --n",
+    "batch_size": "the command sets how many requests one edit takes",
 }
 # Keys a window algorithm's code never reads (EasyEdit's and MEMIT's compute_u is ROME's only).
 UNREAD_BY_WINDOW = {"mom2_adjustment": "MEMIT's and EMMET's code does not read it"}
