@@ -238,3 +238,13 @@ def test_locate_exports_and_edit_reads_it(tmp_path):
                                   "--layer", "1", "--prompt", "{} is", "--subject", "A",
                                   "--target", " B"])
     assert refused.exit_code != 0 and "give one of them" in str(refused.exception)
+
+
+def test_a_window_ranks_only_the_layers_the_run_measured(tmp_path, tiny_llama):
+    scores = scores_for(tiny_llama, 1, [float("nan"), 0.5, 0.9, 0.1])  # layer 0 untried (staged)
+    scores.excluded = [3]
+    plan = plan_export(str(tmp_path / "memit.yaml"), None, "memit")
+    provenance = provenance_of(scores, dataset="zsre", seed=1, profile="default")
+    written = write_export(plan, tiny_llama, "tiny-llama", "memit", scores, provenance,
+                           {"window": 2})
+    assert written.layers == [1, 2]  # ranks 1 + 0 beat the unmeasured layer 0's worst + 1

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import math
 from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -25,6 +26,7 @@ from goldenlayers.editing.hparams_files import (TOOL_NAMES, WINDOW_ALGORITHMS, H
                                                 unwritable_settings, window_layers)
 from goldenlayers.editing.profiles import model_family
 from goldenlayers.locate.base import LayerScores
+from goldenlayers.locate.fences import rank_layers
 from goldenlayers.models.handle import ModelHandle
 from goldenlayers.safety import atomic_write_json, atomic_write_text, check_output_path
 
@@ -74,8 +76,11 @@ def provenance_of(scores: LayerScores, *, dataset: str, seed: int, profile: str)
         raise HparamsError(f"--export needs a golden layer, and {scores.method} named none here")
     stability = (stability_line(scores.stability, len(scores.request_ids))
                  if scores.stability else None)
+    trials = getattr(scores, "trials", None)  # the staged locate's trial edits
+    strategy = (f"{trials.strategy}: {trials.edits} trial edits, by {trials.by}" if trials
+                else scores.settings.get("strategy"))
     return Provenance(
-        method=scores.method, strategy=scores.settings.get("strategy"), reading=scores.reading,
+        method=scores.method, strategy=strategy, reading=scores.reading,
         dataset=dataset, proxy_requests=len(scores.request_ids),
         request_ids=[str(i) for i in scores.request_ids], seed=seed, stability=stability,
         golden_layer=scores.golden_layer, locator_settings=dict(scores.settings), profile=profile,
@@ -133,9 +138,17 @@ def export_layers(scores: LayerScores, algorithm: str, config: EditConfig) -> tu
     if algorithm not in WINDOW_ALGORITHMS:
         return [golden], []
     size = getattr(config, "window", 1)
-    layers = window_layers(scores.ranking(), golden, size, count)
+    layers = window_layers(measured_ranking(scores), golden, size, count)
     notes = [f"window of {size} layers cut to the model's {count}"] if size > count else []
     return layers, notes
+
+
+def measured_ranking(scores: LayerScores) -> list[int]:
+    """The layers the run scored, best first: neither fenced out nor unmeasured (the staged
+    locate leaves untried layers NaN)."""
+    unmeasured = [layer for layer, score in enumerate(scores.scores) if not math.isfinite(score)]
+    return rank_layers(scores.scores, sorted(set(scores.excluded) | set(unmeasured)),
+                       scores.direction)
 
 
 def write_export(plan: ExportPlan, handle: ModelHandle, model_name: str, editor: str,
