@@ -156,17 +156,23 @@ def study(
                                               "key=value (repeatable), e.g. v_num_grad_steps=25."),
     profile: str = typer.Option("default", "--profile", help="Hyperparameters: default (ours, faster) or "
                                "easyedit (EasyEdit's published ones for the model family)."),
+    hparams: str = typer.Option(None, "--hparams", help="The editor and its settings from an "
+                                "EasyEdit or ROME/MEMIT hyperparameter file (its layers set a "
+                                "window's size only; checking it loads the model once more)."),
 ) -> None:
     """Run the paper's experiments (resumable: run it again to finish or to check it is done)."""
     from goldenlayers.app.user_input import check_study_options
     from goldenlayers.study import StudySettings, run_study
 
     check_study_options(out, data, executor)
+    overrides = _editor_keywords(profile, editor_settings)
+    if hparams:
+        editor, overrides = _study_hparams(hparams, model, dtype, profile, editor_settings)
     settings = StudySettings(model=model, datasets=data, editor=editor, proxy_fraction=proxy_fraction,
                              test_size=test_size or None, proxy_size=proxy_size or None, seed=seed,
                              layers=layers, dtype=dtype, metrics=metrics,
                              fluency_size=fluency_size, pool_size=pool_size,
-                             editor_overrides=_editor_keywords(profile, editor_settings))
+                             editor_overrides=overrides)
     run = run_study(settings, out, executor=executor, device=device, workers=workers,
                     ray_address=ray_address, requests_per_batch=batch_requests)
     from goldenlayers.report.tables import MIN_TEST_REQUESTS
@@ -179,6 +185,24 @@ def study(
                   f"[bold]goldenlayers report {run.run_dir}{few}[/]"
                   + (f" ({settings.test_size} test requests per data set: numbers to look at, "
                      f"not to claim; {MIN_TEST_REQUESTS} or more are measured)" if few else ""))
+
+
+def _study_hparams(path: str, model: str, dtype: str, profile: str,
+                   settings: list[str] | None) -> tuple[str, dict]:
+    """(editor, get_editor's keywords) of a study from an --hparams file, checked on the model
+    (loaded on the CPU for it and let go before the study loads its own): --profile fills what
+    the file does not say, --set strings win over it."""
+    from goldenlayers.app.export import read_hparams_for, settings_for_model
+    from goldenlayers.editing import EDITORS
+    from goldenlayers.models import load_model
+
+    hparams = read_hparams_for(path)
+    given = EDITORS[hparams.editor].config_class.from_overrides(settings or [])  # before the load
+    imported = settings_for_model(hparams, load_model(model, dtype=dtype))
+    _hparams_notices(path, imported)
+    console.print(f"{path}: {imported.editor}; the study edits at every --layers layer, the file's "
+                  f"layers {hparams.layers} set the window only", highlight=False)
+    return imported.editor, {**_editor_keywords(profile, []), **imported.overrides, **given}
 
 
 @app.command()
@@ -247,16 +271,24 @@ def locate(
                                "golden layer and print their metrics."),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:1, mps."),
     seed: int = typer.Option(0, "--seed", min=0, help="Seed of the proxy draw and of the method."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a --json or --plot file "
-                                   "that goldenlayers did not write."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a --json, --plot or "
+                                   "--export file that goldenlayers did not write."),
     layers: str = typer.Option("all", "--layers", help="Layers a method that edits searches: "
                                + LAYERS_HELP),
     profile: str = typer.Option("default", "--profile", help="The hyperparameters of a method "
-                                "that edits: default (ours) or easyedit (EasyEdit's)."),
+                                "that edits and of --export: default (ours) or easyedit "
+                                "(EasyEdit's)."),
     options: list[str] = typer.Option(None, "--option", "-o", help="A setting of the method, "
                                       "key=value (repeatable), e.g. -o fence_k=1.5 -o combine=sum "
                                       "(none: an optional value left out); goldenlayers locators "
                                       "lists each method's."),
+    export: str = typer.Option(None, "--export", help="Write a hyperparameter file for --editor "
+                               "at the golden layer: .yaml for EasyEdit (rome, r-rome, emmet, "
+                               "memit, alphaedit), .json for the ROME/MEMIT code (rome, memit)."),
+    export_format: str = typer.Option(None, "--export-format", help="easyedit or rome (default: "
+                                      "by --export's extension)."),
+    hparams: str = typer.Option(None, "--hparams", help="A method that edits: the editor and its "
+                                "settings from an EasyEdit or ROME/MEMIT hyperparameter file."),
 ) -> None:
     """Rank the model's layers for editing on a proxy set and name the golden layer.
 
@@ -273,11 +305,13 @@ def locate(
     from goldenlayers.models.tokens import check_fits_context
 
     given = (("--layers", "layers", layers != "all"),
-             ("--profile", "editor_overrides", profile != "default"),
-             ("--editor", "editor", editor != "r-rome" and not verify))  # --verify uses --editor
+             ("--profile", "editor_overrides", profile != "default" and not export),
+             ("--editor", "editor", editor != "r-rome" and not verify and not export))
     check_method_uses(method, {flag: name for flag, name, is_set in given if is_set})
     _check_outputs(overwrite, [("--data", data)], json=(json_out, (".json",)),
                    plot=(plot, (".png", ".svg", ".pdf")))
+    plan, imported, editor = _locate_hand_over(export, export_format, hparams, editor, method,
+                                               verify, profile, overwrite)
     dataset = load_dataset(data)
     shared = dict(top_k=top_k, seed=seed, editor=editor, layers=layers, dataset=dataset.name)
     if profile != "default":
@@ -288,6 +322,9 @@ def locate(
     if verify > 0 and not parts.held_out:
         raise GoldenLayersError("--verify needs held-out requests: the proxy set used them all")
     check_fits_context(handle, parts.proxy + parts.held_out[:verify])
+    if imported is not None:  # the file's settings, checked on the loaded model
+        shared["editor_overrides"] = _brute_force_hparams(imported, handle, profile)
+        locator = get_locator(method, **options_as_settings(method, shared, options or ()))
     scores = locator.locate(handle, parts.proxy)
     console.print(layer_table(scores, f"{method} on {handle.name}, {len(parts.proxy)} "
                                       f"{dataset.name} requests"))
@@ -322,6 +359,9 @@ def locate(
                             "means": {name: bootstrap_interval(
                                 [r.metrics[name] for r in rows if name in r.metrics]).to_dict()
                                 for name in names}}
+    if plan is not None:
+        _export(plan, handle, model, editor, scores, dataset.name, seed, profile,
+                locator.settings.editor_overrides if imported is not None else None)
     if json_out:
         _write_json(json_out, result)
     if plot and scores.golden_layer is not None:
@@ -338,6 +378,58 @@ def locators() -> None:
     from goldenlayers.locate import LOCATORS
 
     console.print(locators_table(LOCATORS))
+
+
+def _locate_hand_over(export, export_format, hparams, editor, method, verify, profile, overwrite):
+    """locate's --export plan, --hparams file and editor (the file's, if given), checked before
+    any work."""
+    from goldenlayers.app.export import plan_export, read_hparams_for
+    from goldenlayers.editing.hparams_files import editor_for
+
+    _editor_keywords(profile, [])  # names the profiles if it is not one
+    if export_format and not export:
+        raise GoldenLayersError("--export-format needs --export FILE")
+    if hparams and method != "brute-force":
+        raise GoldenLayersError(f"--hparams sets the editor of brute force; {method} edits nothing")
+    imported = read_hparams_for(hparams) if hparams else None
+    editor = editor_for(imported.algorithm) if imported else editor
+    if editor.lower() == "alphaedit" and (method == "brute-force" or verify):
+        raise GoldenLayersError("--editor alphaedit is only written (--export): goldenlayers "
+                                "runs rome, r-rome, emmet and memit")
+    plan = plan_export(export, export_format, editor, overwrite) if export else None
+    return plan, imported, editor
+
+
+def _brute_force_hparams(hparams, handle, profile: str) -> dict:
+    """Brute force's editor overrides from an --hparams file (its editor is the file's)."""
+    from goldenlayers.app.export import settings_for_model
+
+    imported = settings_for_model(hparams, handle)
+    _hparams_notices(hparams.path, imported)
+    console.print(f"{hparams.path}: {imported.editor}; brute force tries every --layers layer, "
+                  f"the file's layers {hparams.layers} set its window only", highlight=False)
+    return {**imported.overrides, **({"profile": profile} if profile != "default" else {})}
+
+
+def _hparams_notices(path: str, imported) -> None:
+    if imported.ignored:
+        console.print(f"{path}: ignored (harmless here): {'; '.join(imported.ignored)}",
+                      highlight=False, soft_wrap=True)
+    for note in imported.notes:
+        console.print(f"{path}: {note}", highlight=False, soft_wrap=True)
+
+
+def _export(plan, handle, model: str, editor: str, scores, dataset: str, seed: int,
+            profile: str, overrides: dict | None) -> None:
+    from goldenlayers.app.export import provenance_of, write_export
+
+    provenance = provenance_of(scores, dataset=dataset, seed=seed, profile=profile)
+    overrides = {k: v for k, v in (overrides or {}).items() if k != "profile"}
+    written = write_export(plan, handle, model, editor, scores, provenance, overrides)
+    for note in written.notes:
+        console.print(f"note: {note}")
+    console.print(f"wrote {written.path} ({plan.algorithm}, layers {written.layers})"
+                  + (f" and its provenance {written.sidecar}" if written.sidecar else ""))
 
 
 def _editor_keywords(profile: str, settings: list[str] | None) -> dict[str, str]:
@@ -383,6 +475,33 @@ def _layer_number(text: str) -> int | None:
         raise GoldenLayersError(f"--layer expects a layer number or 'auto', got {text!r}") from None
 
 
+def _edit_hparams(hparams: str | None, editor: str | None, layer: str | None):
+    """edit's --hparams file, read and checked before the model loads, or None."""
+    from goldenlayers.app.export import read_hparams_for
+
+    if not hparams:
+        if layer is None:
+            raise GoldenLayersError("give --layer N (or auto), or --hparams FILE with the layers")
+        return None
+    if layer is not None:
+        raise GoldenLayersError(f"--layer {layer} and --hparams {hparams}: the file gives the "
+                                "layers; give one of them")
+    return read_hparams_for(hparams, editor)
+
+
+def _editor_from_hparams(hparams, handle, overrides: dict):
+    """(the editor, the layer) an --hparams file sets on this model, --set and --profile in
+    ``overrides`` (the profile under the file, the rest over it)."""
+    from goldenlayers.app.export import imported_editor, settings_for_model
+
+    imported = settings_for_model(hparams, handle)
+    _hparams_notices(hparams.path, imported)
+    rest = {key: value for key, value in overrides.items() if key != "profile"}
+    chosen = imported_editor(imported, overrides.get("profile", "default"), rest)
+    console.print(f"{hparams.path}: {imported.editor} at layer {imported.layer}", highlight=False)
+    return chosen, str(imported.layer)
+
+
 def _edit_table(session) -> Table:
     table = Table(title=f"{session.result.editor} at layer {session.layer} "
                         f"({', '.join(map(str, session.result.layers))} changed), "
@@ -403,9 +522,11 @@ def edit(
     data: str = typer.Option(None, "--data", help="Bundled data set, benchmark file, or a small "
                              "JSON/JSONL/CSV of prompt, subject, target."),
     n: int = typer.Option(1, "--n", min=0, help="Edit the first N requests of --data (0: all)."),
-    layer: str = typer.Option(..., "--layer", help="Layer to edit (MEMIT: the last of its window), "
-                              "or auto: the LGA golden layer, located once and cached."),
-    editor: str = typer.Option("r-rome", "--editor", help="rome, r-rome, emmet or memit."),
+    layer: str = typer.Option(None, "--layer", help="Layer to edit (MEMIT: the last of its window), "
+                              "or auto: the LGA golden layer, located once and cached. Required "
+                              "unless --hparams gives it."),
+    editor: str = typer.Option(None, "--editor", help="rome, r-rome, emmet or memit (default "
+                               "r-rome, or --hparams's)."),
     prompt: str = typer.Option(None, "--prompt", help="Prompt with {} for the subject, or "
                                "containing it."),
     subject: str = typer.Option(None, "--subject", help="The subject in --prompt."),
@@ -422,6 +543,9 @@ def edit(
                               help="float32, bfloat16 or float16."),
     profile: str = typer.Option("default", "--profile", help="Hyperparameters: default (ours, faster) or "
                                "easyedit (EasyEdit's published ones for the model family)."),
+    hparams: str = typer.Option(None, "--hparams", help="The editor, layer(s) and settings from an "
+                                "EasyEdit (.yaml) or ROME/MEMIT code (.json) hyperparameter file "
+                                "(--profile fills what it does not say; --set wins over it)."),
 ) -> None:
     """Edit facts at a layer (in sequence; EMMET and MEMIT as one batch) and check them."""
     from goldenlayers.app.edit_session import edit_and_check, save_model
@@ -435,11 +559,17 @@ def edit(
     _check_outputs(overwrite, inputs, json=(json_out, (".json",)), patch=(patch, (".safetensors",)))
     if out:
         check_output_folder(out, overwrite=overwrite, inputs=inputs)
-    _layer_number(layer)  # a typo is refused before the model loads
+    from_file = _edit_hparams(hparams, editor, layer)  # with --layer, or neither: refused
+    if layer is not None:
+        _layer_number(layer)  # a typo is refused before the model loads
+    editor = from_file.editor if from_file else editor or "r-rome"
     requests = load_requests(data, prompt=prompt, subject=subject, target=target, n=n)
-    chosen = get_editor(editor, **_editor_keywords(profile, settings))
+    keywords = _editor_keywords(profile, settings)
+    chosen = get_editor(editor, **keywords)  # an unknown editor or setting, before the load
     handle = load_model(model, device=device, dtype=dtype)
     check_fits_context(handle, requests)
+    if from_file:
+        chosen, layer = _editor_from_hparams(from_file, handle, keywords)
     session = edit_and_check(handle, chosen, requests, parse_layer(layer, handle, data))
     console.print(_edit_table(session))
     console.print(f"{sum(o.success for o in session.outcomes)} of {len(session.outcomes)} greedy "

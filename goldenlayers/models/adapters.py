@@ -43,6 +43,11 @@ class ArchitectureAdapter:
     head: str
     base_model: str  # the decoder stack without the head: returns final-normed hidden states
     mlp_weight_names: tuple[str, ...]  # all matrices of one MLP, relative to ``mlp``
+    # Named only for the hyperparameter files of other tools (editing/hparams_files.py): the
+    # attention of a block, and the module whose ``.weight`` is the unembedding as EasyEdit's
+    # files name it (GPT-2's name the tied input embedding, as its published files do).
+    attn: str
+    unembedding: str
 
     # --- module lookup -------------------------------------------------------------------------
 
@@ -115,6 +120,8 @@ _LLAMA_LIKE = dict(
     head="lm_head",
     base_model="model",
     mlp_weight_names=("gate_proj", "up_proj", "down_proj"),
+    attn="model.layers.{layer}.self_attn",
+    unembedding="lm_head",
 )
 
 ADAPTERS: tuple[ArchitectureAdapter, ...] = (
@@ -130,6 +137,8 @@ ADAPTERS: tuple[ArchitectureAdapter, ...] = (
         head="lm_head",
         base_model="transformer",
         mlp_weight_names=("c_fc", "c_proj"),
+        attn="transformer.h.{layer}.attn",
+        unembedding="transformer.wte",
     ),
     ArchitectureAdapter(
         name="llama", model_types=("llama", "mistral", "qwen2", "qwen3"), **_LLAMA_LIKE
@@ -148,6 +157,8 @@ ADAPTERS: tuple[ArchitectureAdapter, ...] = (
         head="lm_head",
         base_model="model.language_model",
         mlp_weight_names=("gate_proj", "up_proj", "down_proj"),
+        attn="model.language_model.layers.{layer}.self_attn",
+        unembedding="lm_head",
     ),
 )
 
@@ -170,7 +181,8 @@ def adapter_for(model: nn.Module) -> ArchitectureAdapter:
 def _check_modules_exist(adapter: ArchitectureAdapter, model: nn.Module) -> None:
     names = dict(model.named_modules())
     wanted = [adapter.blocks, adapter.embedding, adapter.final_norm, adapter.head,
-              adapter.edit_matrix.format(layer=0)]
+              adapter.unembedding, adapter.edit_matrix.format(layer=0),
+              adapter.attn.format(layer=0)]
     missing = [name for name in wanted if name not in names]
     if missing:
         raise UnknownArchitectureError(
