@@ -260,8 +260,13 @@ def locate(
     data: str = typer.Option("counterfact", "--data", help="Bundled data set name or a file path."),
     proxy: int = typer.Option(32, "--proxy", min=1,
                               help="Proxy requests, drawn from the data (seeded)."),
-    method: str = typer.Option("lga", "--method", help="A locator: lga, cma, brute-force, or "
-                               "another registered one (goldenlayers locators lists them)."),
+    method: str = typer.Option("staged", "--method", help="A locator: staged (trial edits on "
+                               "a sweep of layers, halved; the default), lga, cma, brute-force, "
+                               "or another registered one (goldenlayers locators lists them)."),
+    budget: int = typer.Option(None, "--budget", min=0, help="staged: trial edits to spend "
+                               "(default: 2 per layer of the model; 0: LGA alone)."),
+    by: str = typer.Option(None, "--by", help="staged: the trial metric that decides, "
+                           "rewrite_accuracy (default) or overall; both are reported."),
     editor: str = typer.Option("r-rome", "--editor", help="Editor of --verify, and of a method "
                                "that edits (brute force)."),
     top_k: int = typer.Option(5, "--top-k", min=1, help="How many best layers the result lists."),
@@ -292,13 +297,16 @@ def locate(
 ) -> None:
     """Rank the model's layers for editing on a proxy set and name the golden layer.
 
-    LGA's options left out take the default reading's choice (printed with the result)."""
+    By default (--method staged) trial edits of the proxy requests decide: 6 layers spread over
+    the depth, halved in rounds by trial rewrite accuracy, within 2 trial edits per layer of the
+    model (the rule in docs/findings.md chose these from a replay). --method lga ranks by
+    gradients alone; its options left out take the default reading's choice."""
 
     from goldenlayers.data import load_dataset
     from goldenlayers.app.locate_job import (check_method_uses, options_as_settings, proxy_split,
                                              verify_at_layer)
     from goldenlayers.app.render import (layer_table, metrics_table, plot_layer_scores,
-                                         stability_line)
+                                         stability_line, trial_lines)
     from goldenlayers.evaluate import bootstrap_interval
     from goldenlayers.locate import get_locator, locator_class
     from goldenlayers.models import load_model
@@ -306,14 +314,17 @@ def locate(
 
     given = (("--layers", "layers", layers != "all"),
              ("--profile", "editor_overrides", profile != "default" and not export),
-             ("--editor", "editor", editor != "r-rome" and not verify and not export))
+             ("--editor", "editor", editor != "r-rome" and not verify and not export),
+             ("--budget", "budget", budget is not None), ("--by", "by", by is not None))
     check_method_uses(method, {flag: name for flag, name, is_set in given if is_set})
     _check_outputs(overwrite, [("--data", data)], json=(json_out, (".json",)),
                    plot=(plot, (".png", ".svg", ".pdf")))
     plan, imported, editor = _locate_hand_over(export, export_format, hparams, editor, method,
                                                verify, profile, overwrite)
     dataset = load_dataset(data)
-    shared = dict(top_k=top_k, seed=seed, editor=editor, layers=layers, dataset=dataset.name)
+    shared = dict(top_k=top_k, seed=seed, editor=editor, layers=layers, dataset=dataset.name,
+                  **({"budget": budget} if budget is not None else {}),
+                  **({"by": by} if by is not None else {}))
     if profile != "default":
         shared["editor_overrides"] = _editor_keywords(profile, [])
     locator = get_locator(method, **options_as_settings(method, shared, options or ()))
@@ -337,6 +348,8 @@ def locate(
         console.print(f"excluded: {scores.excluded or 'none'}")
     if scores.reading:
         console.print(f"reading: {scores.reading}")
+    for line in trial_lines(scores.trials) if scores.trials else []:
+        console.print(line, highlight=False)
     if scores.stability:
         console.print(stability_line(scores.stability, len(scores.request_ids)))
     for note in scores.notes:

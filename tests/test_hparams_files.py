@@ -222,8 +222,8 @@ def test_the_window_is_the_one_the_run_ranks_best():
 def test_locate_exports_and_edit_reads_it(tmp_path):
     runner = CliRunner()
     out = tmp_path / "r-rome.yaml"
-    result = runner.invoke(app, ["locate", "--model", "tiny-gpt2", "--proxy", "3",
-                                 "--export", str(out)])
+    result = runner.invoke(app, ["locate", "--model", "tiny-gpt2", "--proxy", "3", "--budget", "0",
+                                 "--export", str(out)])  # the staged locate, no trial edits
     assert result.exit_code == 0, result.output
     values = yaml.safe_load(out.read_text())
     assert values["alg_name"] == "R-ROME" and f"layers {values['layers']}" in result.output

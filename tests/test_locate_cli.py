@@ -21,7 +21,8 @@ runner = CliRunner()
 
 def test_locate_writes_every_key_the_issue_names(tmp_path):
     out, plot = tmp_path / "out.json", tmp_path / "layers.png"
-    result = runner.invoke(app, ["locate", "--model", "tiny-llama", "--proxy", "4", "--json", str(out),
+    result = runner.invoke(app, ["locate", "--method", "lga", "--model", "tiny-llama", "--proxy", "4",
+                                 "--json", str(out),
                                  "--plot", str(plot)])
     assert result.exit_code == 0, result.output
     data = json.loads(out.read_text())
@@ -43,7 +44,8 @@ def test_locate_writes_every_key_the_issue_names(tmp_path):
 
 def test_locate_takes_the_lga_reading_options_from_its_settings(tmp_path):
     out = tmp_path / "out.json"
-    result = runner.invoke(app, ["locate", "--model", "tiny-gpt2", "--proxy", "3", "--json", str(out),
+    result = runner.invoke(app, ["locate", "--method", "lga", "--model", "tiny-gpt2", "--proxy", "3",
+                                 "--json", str(out),
                                  "-o", "weights=edit-matrix", "-o", "old_answer=dataset",
                                  "--option", "similarity=cosine", "-o", "combine=votes",
                                  "-o", "fence_k=none", "--seed", "2"])

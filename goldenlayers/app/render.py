@@ -14,7 +14,10 @@ from goldenlayers.engine.ranking import oriented
 from goldenlayers.files.outputs import output_path
 from goldenlayers.locate.base import LayerScores, LayerStability, Locator
 from goldenlayers.locate.fences import tukey_fences
+from goldenlayers.locate.search import TRIAL_METRICS
+from goldenlayers.locate.staged import TrialSummary
 
+METRIC_NAMES = {"rewrite_accuracy": "rewrite accuracy", "overall": "Overall"}
 BLOCKS = " ▏▎▍▌▋▊▉█"
 
 
@@ -88,8 +91,34 @@ def stability_line(stability: LayerStability, requests: int, shown: int = 5) -> 
     if len(shares) > shown:
         rest = sum(share for _, share in shares[shown:])
         parts.append(f"{len(shares) - shown} more layers: {rest:.0%}")
+    requests = stability.requests if stability.requests is not None else requests
     return (f"stability over {stability.resamples} bootstrap resamples of the {requests} requests: "
             + ", ".join(parts))
+
+
+def trial_lines(trials: TrialSummary) -> list[str]:
+    """What the staged locate's trial edits found: the edits against the budget, the pick's and
+    the runner-up's trial means with 95% intervals, and whether the trials separate the two."""
+    lines = [f"trial edits: {trials.edits} of a budget of {trials.budget} ({trials.strategy}, "
+             f"shortlist {trials.shortlist}, chosen by {METRIC_NAMES[trials.by]})"]
+    tried = {t.layer: t for t in trials.layers}
+    for role, layer in (("pick", trials.layer), ("runner-up", trials.runner_up)):
+        if layer in tried:
+            t = tried[layer]
+            means = ", ".join(f"{METRIC_NAMES[m]} {t.means[k]:.3f} [{t.lows[k]:.3f}, "
+                              f"{t.highs[k]:.3f}]" for k, m in enumerate(TRIAL_METRICS))
+            lines.append(f"{role} layer {layer}: {means} over {t.edits} trial edits")
+    if trials.separation_p_value is None:
+        lines.append("pick vs runner-up: not testable (fewer than 2 requests tried at both)")
+    else:
+        detectable = (f"; the smallest difference it could detect: "
+                      f"{trials.separation_detectable:.3f}"
+                      if trials.separation_detectable is not None else "")
+        verdict = "separated" if trials.separated else "not separated (a near-tie)"
+        lines.append(f"pick vs runner-up on {METRIC_NAMES[trials.by]}: difference "
+                     f"{trials.separation_difference:+.3f} over {trials.paired_requests} requests, "
+                     f"paired t-test p = {trials.separation_p_value:.3f}: {verdict}{detectable}")
+    return lines
 
 
 def _finite(value: float) -> float:

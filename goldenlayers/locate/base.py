@@ -40,15 +40,18 @@ class LayerStability:
     resamples: int
     seed: int
     win_share: dict[int, float]
+    requests: int | None = None  # how many requests were resampled, where not all of the run's
 
     def to_dict(self) -> dict[str, Any]:
-        return {"resamples": self.resamples, "seed": self.seed, "win_share": dict(self.win_share)}
+        found = {"resamples": self.resamples, "seed": self.seed, "win_share": dict(self.win_share)}
+        return found | ({"requests": self.requests} if self.requests is not None else {})
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> LayerStability:
         """Also reads JSON, whose object keys are strings."""
         return cls(int(data["resamples"]), int(data["seed"]),
-                   {int(layer): float(share) for layer, share in data["win_share"].items()})
+                   {int(layer): float(share) for layer, share in data["win_share"].items()},
+                   data.get("requests"))
 
 
 @dataclass

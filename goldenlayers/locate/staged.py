@@ -10,6 +10,7 @@ the replay rule chose (docs/findings.md, "Staged locate").
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import random
 from collections.abc import Sequence
@@ -21,8 +22,8 @@ import numpy as np
 from goldenlayers.editing import get_editor
 from goldenlayers.engine import CellKey, CellRow, CellRunner, run_cells
 from goldenlayers.evaluate import bootstrap_interval, paired_comparison
-from goldenlayers.locate.base import (LayerScores, LocateError, Locator, check_positive,
-                                      get_locator, register)
+from goldenlayers.locate.base import (LayerScores, LayerStability, LocateError, Locator,
+                                      check_positive, get_locator, register)
 from goldenlayers.locate.measure import measure
 from goldenlayers.locate.search import (STRATEGIES, TRIAL_METRICS, SearchResult, Strategy,
                                         run_strategy)
@@ -30,12 +31,15 @@ from goldenlayers.models.handle import ModelHandle
 
 log = logging.getLogger(__name__)
 
-# Chosen by the replay rule (docs/findings.md, "Staged locate"): the budget is a multiple of the
-# number of layers, since the layers to search grow with the model.
-DEFAULT_STRATEGY = "lga-halving"
+# Chosen by the replay rule written before the replay was run (docs/findings.md, "Staged locate";
+# the replay: docs/findings/replay.md): a sweep of 6 layers spread over the depth, halved by trial
+# rewrite accuracy, within 2 trial edits per layer of the model (the layers to search grow with
+# depth). LGA's shortlist (strategy lga-halving) did no better in the replay; it stays selectable.
+DEFAULT_STRATEGY = "sweep-halving"
 DEFAULT_SHORTLIST = 6
-DEFAULT_BY = "overall"
+DEFAULT_BY = "rewrite_accuracy"
 DEFAULT_BUDGET_PER_LAYER = 2
+STABILITY_RESAMPLES = 1000
 
 
 @dataclass
@@ -119,6 +123,15 @@ class StagedLocator(Locator):
 
     name = "staged"
     settings_class = StagedSettings
+    score_label = "trial mean"
+
+    @classmethod
+    def shared_settings(cls, shared):
+        """Also hands LGA the seed of its stability line, as ``locate --method lga`` would."""
+        settings = super().shared_settings(shared)
+        if "seed" in shared:
+            settings["lga"] = {"stability_seed": shared["seed"], **settings.get("lga", {})}
+        return settings
 
     def locate(self, handle: ModelHandle, requests) -> LayerScores:
         s: StagedSettings = self.settings
@@ -137,8 +150,9 @@ class StagedLocator(Locator):
 
     def scores_from(self, handle: ModelHandle, lga: LayerScores | None, summary: TrialSummary,
                     trial: CellTrial, cost) -> LayerScores:
-        """Per layer: the trial mean of ``by`` where trials were made (NaN elsewhere); LGA's
-        stability line; the layers tried ranked, then LGA's order for the rest."""
+        """Per layer: the trial mean of ``by`` where trials were made (NaN elsewhere); the pick is
+        the search's, then the other layers tried by their means, then LGA's order for the rest;
+        the stability line resamples the requests the last round's layers were all tried on."""
         column = TRIAL_METRICS.index(summary.by)
         scores = [float("nan")] * handle.num_layers
         for tried in summary.layers:
@@ -148,14 +162,14 @@ class StagedLocator(Locator):
                                      *(lga.ranking() if lga else [])]))
         notes = [f"{summary.edits} trial edits of {summary.budget} budgeted "
                  f"({summary.strategy}, by {summary.by})", *(lga.notes if lga else [])]
-        return LayerScores(
-            method=self.name, model=handle.name, model_fingerprint=handle.fingerprint,
-            scores=scores, excluded=[], golden_layer=summary.layer, top_k=ranked[:self.settings.top_k],
-            per_request=trial.per_request_matrix(handle.num_layers, summary.by),
-            seconds=cost.seconds, peak_memory_bytes=cost.peak_memory_bytes,
-            settings=self.settings_dict(), direction="argmax", request_ids=trial.request_ids,
-            notes=notes, stability=lga.stability if lga else None,
-            reading=lga.reading if lga else None, trials=summary)
+        found = self.result(handle, cost, scores,
+                            trial.per_request_matrix(handle.num_layers, summary.by),
+                            trial.request_ids, notes=notes, reading=lga.reading if lga else None,
+                            trials=summary,
+                            stability=trial_stability(trial.final_round(summary), self.settings.seed)
+                            or (lga.stability if lga else None))
+        return dataclasses.replace(found, golden_layer=summary.layer,
+                                   top_k=ranked[:self.settings.top_k])
 
 
 class CellTrial:
@@ -193,6 +207,17 @@ class CellTrial:
             found.setdefault(layer, []).append((position[index], row))
         return {layer: [row for _, row in sorted(rows, key=lambda item: item[0])]
                 for layer, rows in found.items()}
+
+    def final_round(self, summary: TrialSummary) -> tuple[list[int], np.ndarray]:
+        """The layers tried most (the search's last round) and their (requests, layers) values of
+        ``summary.by`` on the requests they were all tried on."""
+        most = max((t.edits for t in summary.layers), default=0)
+        layers = [t.layer for t in summary.layers if t.edits == most]
+        shared = [index for index in range(len(self.requests))
+                  if all((index, layer) in self.rows for layer in layers)]
+        values = np.array([[self.rows[(index, layer)].metrics.get(summary.by, 0.0)
+                            for layer in layers] for index in shared], dtype=np.float64)
+        return layers, values.reshape(len(shared), len(layers))
 
     def per_request_matrix(self, num_layers: int, metric: str) -> list[list[float]]:
         matrix = [[float("nan")] * num_layers for _ in self.requests]
@@ -234,3 +259,21 @@ def with_separation(summary: TrialSummary, rows: dict[int, list[CellRow]]) -> Tr
                            "separation_difference": comparison.difference.mean,
                            "separation_detectable": comparison.detectable,
                            "paired_requests": paired})
+
+
+def trial_stability(final: tuple[list[int], np.ndarray], seed: int,
+                    resamples: int = STABILITY_RESAMPLES) -> LayerStability | None:
+    """How often each of the last round's layers wins (the highest mean) when the requests they
+    were all tried on are resampled with replacement; a resample in which layers tie is shared
+    among them, so layers that never differ show equal shares. None with fewer than two layers
+    or two requests."""
+    layers, values = final
+    if len(layers) < 2 or len(values) < 2:
+        return None
+    draws = np.random.default_rng(seed).integers(0, len(values), size=(resamples, len(values)))
+    means = values[draws].mean(axis=1)  # (resamples, layers)
+    best = np.isclose(means, means.max(axis=1, keepdims=True), rtol=0.0, atol=1e-12)
+    wins = (best / best.sum(axis=1, keepdims=True)).sum(axis=0) / resamples
+    ranked = sorted(zip(layers, wins.tolist()), key=lambda item: (-item[1], item[0]))
+    return LayerStability(resamples, seed, {int(layer): share for layer, share in ranked
+                                           if share > 0}, len(values))

@@ -1,0 +1,73 @@
+"""The staged locate on a model: trial edits as engine cells, within the budget, and what it reports."""
+
+import json
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from goldenlayers.cli import app
+from goldenlayers.data import load_dataset
+from goldenlayers.locate import LayerScores, get_locator
+from goldenlayers.locate.staged import DEFAULT_BUDGET_PER_LAYER, trial_stability
+
+FAST_EDITS = {"v_num_grad_steps": 2, "n_context_templates": 1}  # a trial edit in about a second
+runner = CliRunner()
+
+
+def test_stability_counts_the_resamples_each_layer_wins_and_shares_ties():
+    always = np.array([[1.0, 0.0], [1.0, 0.0], [1.0, 0.0]])
+    assert trial_stability(([4, 9], always), seed=0).win_share == {4: 1.0}
+    tied = trial_stability(([9, 4], np.ones((3, 2))), seed=0)
+    assert tied.win_share == {4: 0.5, 9: 0.5} and tied.requests == 3
+    # one request in which layer 7 wins by 1 and one in which it loses by 1: each resample of two
+    # draws both (tie, shared), the first twice (7 wins) or the second twice (3 wins): 1/2, 1/4, 1/4
+    split = trial_stability(([3, 7], np.array([[0.0, 1.0], [1.0, 0.0]])), seed=0, resamples=4000)
+    assert split.win_share[7] == pytest.approx(0.5, abs=0.03)
+    assert split.win_share[3] == pytest.approx(0.5, abs=0.03)
+    assert trial_stability(([3], np.ones((4, 1))), seed=0) is None
+
+
+def test_staged_locate_spends_at_most_its_budget_on_real_cells(tiny_llama):
+    requests = load_dataset("counterfact").requests[:4]
+    scores = get_locator("staged", budget=6, shortlist=4, editor_overrides=FAST_EDITS).locate(
+        tiny_llama, requests)
+    trials = scores.trials
+    assert trials.budget == 6 and 0 < trials.edits <= 6
+    assert sum(t.edits for t in trials.layers) == trials.edits  # each trial edit is one cell
+    tried = {t.layer for t in trials.layers}
+    assert scores.golden_layer == trials.layer and scores.golden_layer in tried
+    assert all(np.isnan(scores.scores[layer]) for layer in range(4) if layer not in tried)
+    assert scores.top_k[0] == scores.golden_layer
+    again = LayerScores.from_dict(json.loads(json.dumps(scores.to_dict())))
+    assert again.trials == trials and again.stability == scores.stability
+
+
+def test_a_budget_of_zero_is_lga_alone(tiny_llama):
+    requests = load_dataset("counterfact").requests[:4]
+    staged = get_locator("staged", budget=0).locate(tiny_llama, requests)
+    lga = get_locator("lga").locate(tiny_llama, requests)
+    assert staged.trials.edits == 0 and staged.golden_layer == lga.golden_layer
+
+
+def test_the_default_budget_grows_with_the_model():
+    settings = get_locator("staged").settings
+    assert settings.budget_for(30) == DEFAULT_BUDGET_PER_LAYER * 30 and settings.by == "rewrite_accuracy"
+
+
+def test_locate_runs_the_staged_default_and_prints_the_budget_and_the_trials(tmp_path):
+    out = tmp_path / "staged.json"
+    result = runner.invoke(app, ["locate", "--model", "tiny-gpt2", "--proxy", "4", "--budget", "6",
+                                 "--by", "overall", "-o", json_option(), "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    data = json.loads(out.read_text())
+    assert data["method"] == "staged" and data["trials"]["budget"] == 6
+    assert data["trials"]["by"] == "overall" and data["trials"]["edits"] <= 6
+    text = " ".join(result.output.split())
+    assert f"trial edits: {data['trials']['edits']} of a budget of 6" in text
+    assert f"pick layer {data['golden_layer']}: rewrite accuracy" in text and "Overall" in text
+    assert "runner-up" in text and "pick vs runner-up" in text
+
+
+def json_option() -> str:
+    return "editor_overrides=" + json.dumps(FAST_EDITS)
