@@ -456,24 +456,29 @@ def _editor_keywords(profile: str, settings: list[str] | None) -> dict[str, str]
             **parse_assignments(settings, "--set")}
 
 
-def parse_layer(text: str, handle, data: str | None = None) -> int:
-    """The --layer option: a layer number, or ``auto`` for the LGA golden layer.
+def parse_layer(text: str, handle, data: str | None = None, editor=None) -> int:
+    """The --layer option: a layer number, or ``auto`` for the golden layer of the default locate.
 
     ``auto`` locates on a bundled data set's proxy set (``--data`` when it names one, else
-    CounterFact: golden layers depend on the model, not the data set) and caches the answer per
-    model fingerprint, data set and settings, so it costs one LGA pass per model.
+    CounterFact: golden layers depend on the model more than on the data set) with trial edits by
+    ``editor`` (the one the user edits with), and caches the answer per model fingerprint, data
+    set and settings, so it costs one staged locate per model and editor.
     """
-    from goldenlayers.app.locate_job import layer_scores_cached
+    from goldenlayers.app.locate_job import DEFAULT_METHOD, layer_scores_cached, trial_editor_settings
     from goldenlayers.data import BUNDLED
 
     if text.strip().lower() == "auto":
         located_on = data if data in BUNDLED else "counterfact"
-        scores = layer_scores_cached(handle, located_on, method="lga")
+        settings = trial_editor_settings(editor) if editor is not None else {}
+        scores = layer_scores_cached(handle, located_on, settings)
         layer = scores.golden_layer
         if layer is None:
-            raise GoldenLayersError(f"--layer auto: LGA names no layer for {handle.name} on "
-                                    f"{located_on} ({scores.notes[-1]}); give --layer N")
-        console.print(f"--layer auto: the LGA golden layer of {handle.name} on {located_on} is {layer}")
+            raise GoldenLayersError(f"--layer auto: {DEFAULT_METHOD} names no layer for "
+                                    f"{handle.name} on {located_on} ({scores.notes[-1]}); give "
+                                    f"--layer N")
+        spent = f", {scores.trials.edits} trial edits" if scores.trials else ""
+        console.print(f"--layer auto: the golden layer of {handle.name} on {located_on} is {layer} "
+                      f"({DEFAULT_METHOD} locate{spent})")
         return layer
     return handle.adapter.check_layer(handle.model, _layer_number(text))
 
@@ -536,7 +541,8 @@ def edit(
                              "JSON/JSONL/CSV of prompt, subject, target."),
     n: int = typer.Option(1, "--n", min=0, help="Edit the first N requests of --data (0: all)."),
     layer: str = typer.Option(None, "--layer", help="Layer to edit (MEMIT: the last of its window), "
-                              "or auto: the LGA golden layer, located once and cached. Required "
+                              "or auto: the golden layer of the default (staged) locate, with trial "
+                              "edits by --editor, located once and cached. Required "
                               "unless --hparams gives it."),
     editor: str = typer.Option(None, "--editor", help="rome, r-rome, emmet or memit (default "
                                "r-rome, or --hparams's)."),
@@ -583,7 +589,7 @@ def edit(
     check_fits_context(handle, requests)
     if from_file:
         chosen, layer = _editor_from_hparams(from_file, handle, keywords)
-    session = edit_and_check(handle, chosen, requests, parse_layer(layer, handle, data))
+    session = edit_and_check(handle, chosen, requests, parse_layer(layer, handle, data, chosen))
     console.print(_edit_table(session))
     console.print(f"{sum(o.success for o in session.outcomes)} of {len(session.outcomes)} greedy "
                   f"answers now start with the new target; metrics before {session.means_before}, "

@@ -41,12 +41,12 @@ def test_a_damaged_golden_layer_cache_is_located_again(tiny_llama, tmp_path, mon
     from goldenlayers.app.locate_job import layer_scores_cached
 
     monkeypatch.setenv("GOLDENLAYERS_CACHE", str(tmp_path))
-    first = layer_scores_cached(tiny_llama, "counterfact", {"proxy": 2})
+    first = layer_scores_cached(tiny_llama, "counterfact", {"proxy": 2}, method="lga")
     (path,) = (tmp_path / "golden-layers").glob("*.json")
     for damage in ('{"method": "lga", "scores": [1', '{"golden_layer": 99}', "[]"):
         path.write_text(damage)
         with caplog.at_level(logging.WARNING):
-            again = layer_scores_cached(tiny_llama, "counterfact", {"proxy": 2})
+            again = layer_scores_cached(tiny_llama, "counterfact", {"proxy": 2}, method="lga")
         assert "damaged" in caplog.text and again.golden_layer == first.golden_layer
 
 

@@ -7,14 +7,14 @@ from typer.testing import CliRunner
 
 from goldenlayers.app import locate_job
 from goldenlayers.app.locate_job import (golden_layer_cached, layer_scores_cached, proxy_split,
-                                         verify_at_layer)
+                                         trial_editor_settings, verify_at_layer)
 from goldenlayers.app.render import bar, layer_table, stability_line
 from goldenlayers.cli import app
 from goldenlayers.data import EditRequest
 from goldenlayers.engine import CellRow, CellRunner
-from goldenlayers.errors import GoldenLayersError
 from goldenlayers.locate import LocateError
 from goldenlayers.locate import lga as lga_module
+from goldenlayers.locate.staged import StagedLocator
 
 runner = CliRunner()
 
@@ -65,7 +65,7 @@ def test_locate_rejects_an_unknown_method_in_one_line(tmp_path):
 
 def test_golden_layer_is_cached_per_model_data_and_settings(tiny_llama, tmp_path, monkeypatch):
     monkeypatch.setenv("GOLDENLAYERS_CACHE", str(tmp_path))
-    first = golden_layer_cached(tiny_llama, "counterfact", {"proxy": 3})
+    first = golden_layer_cached(tiny_llama, "counterfact", {"proxy": 3}, method="lga")
     files = list((tmp_path / "golden-layers").glob("*.json"))
     assert len(files) == 1 and not list((tmp_path / "golden-layers").glob(".*"))
 
@@ -73,11 +73,12 @@ def test_golden_layer_is_cached_per_model_data_and_settings(tiny_llama, tmp_path
         raise AssertionError("located again instead of reading the cache")
 
     monkeypatch.setattr(lga_module.LGALocator, "locate", no_second_run)
-    assert golden_layer_cached(tiny_llama, "counterfact", {"proxy": 3}) == first
-    cached = layer_scores_cached(tiny_llama, "counterfact", {"proxy": 3})
+    assert golden_layer_cached(tiny_llama, "counterfact", {"proxy": 3}, method="lga") == first
+    cached = layer_scores_cached(tiny_llama, "counterfact", {"proxy": 3}, method="lga")
     assert cached.golden_layer == first and cached.model_fingerprint == tiny_llama.fingerprint
     with pytest.raises(AssertionError, match="located again"):  # other settings: a new entry
-        golden_layer_cached(tiny_llama, "counterfact", {"proxy": 3, "direction": "argmin"})
+        golden_layer_cached(tiny_llama, "counterfact", {"proxy": 3, "direction": "argmin"},
+                            method="lga")
 
 
 def test_proxy_split_is_seeded_and_disjoint():
@@ -134,39 +135,33 @@ def test_stability_line_names_the_most_frequent_winners():
         "layer 3: 9%, 3 more layers: 5%")
 
 
-def test_edit_layer_auto_edits_at_the_cached_lga_golden_layer(tmp_path, monkeypatch):
+def test_edit_layer_auto_edits_at_the_cached_staged_golden_layer(tmp_path, monkeypatch):
     monkeypatch.setenv("GOLDENLAYERS_CACHE", str(tmp_path / "cache"))
     args = ["edit", "--model", "tiny-llama", "--prompt", "The mother tongue of {} is", "--subject",
             "Danielle Darrieux", "--target", "English", "--layer", "auto", "--json",
             str(tmp_path / "e.json"), "--set", "v_num_grad_steps=2", "--set", "n_context_templates=1"]
     first = runner.invoke(app, args, catch_exceptions=False)
     assert first.exit_code == 0, first.output
+    from goldenlayers.editing import get_editor
     from goldenlayers.models import load_model
 
-    expected = golden_layer_cached(load_model("tiny-llama"), "counterfact")
+    # the trial edits were made by the editor the user edits with, its settings too
+    trial_editor = trial_editor_settings(get_editor("r-rome", v_num_grad_steps=2,
+                                                    n_context_templates=1))
+    scores = layer_scores_cached(load_model("tiny-llama"), "counterfact", trial_editor)
+    expected = scores.golden_layer
     assert json.loads((tmp_path / "e.json").read_text())["layer"] == expected
-    assert f"golden layer of tiny-llama on counterfact is {expected}" in first.output
+    assert scores.method == "staged" and scores.trials.edits == 2 * 4  # 2 per layer of 4
+    text = " ".join(first.output.split())
+    assert (f"golden layer of tiny-llama on counterfact is {expected} (staged locate, 8 trial "
+            "edits)") in text
 
     def no_second_locate(*_, **__):
         raise AssertionError("--layer auto located again instead of reading its cache")
 
-    monkeypatch.setattr(lga_module.LGALocator, "locate", no_second_locate)
+    monkeypatch.setattr(StagedLocator, "locate", no_second_locate)
     again = runner.invoke(app, args, catch_exceptions=False)
     assert again.exit_code == 0, again.output
-
-
-def test_edit_layer_auto_says_so_when_lga_names_no_layer(tmp_path, monkeypatch):
-    monkeypatch.setenv("GOLDENLAYERS_CACHE", str(tmp_path / "cache"))
-    # as a data set without old answers, for a model that ends every prompt at once
-    monkeypatch.setattr(lga_module, "read_old_answers",
-                        lambda handle, reqs, *_: ([""] * len(reqs), []))
-    result = runner.invoke(app, ["edit", "--model", "tiny-llama", "--prompt",
-                                 "The mother tongue of {} is", "--subject", "Danielle Darrieux",
-                                 "--target", "English", "--layer", "auto"])
-    assert result.exit_code != 0 and isinstance(result.exception, GoldenLayersError)
-    message = str(result.exception)  # printed in one line by the entry point, as every input error
-    assert "LGA names no layer for tiny-llama on counterfact" in message
-    assert "not applicable" in message and message.endswith("give --layer N")
 
 
 def test_verify_runs_narrow_requests_together_and_returns_rows_in_the_callers_order(tiny_llama,

@@ -25,6 +25,7 @@ from goldenlayers.models.load import cache_dir
 log = logging.getLogger(__name__)
 
 DEFAULT_PROXY = 32
+DEFAULT_METHOD = "staged"  # locate's and --layer auto's: trial edits decide (docs/findings.md)
 CACHE_FORMAT = 1  # bump when LayerScores or the cache key changes meaning
 
 
@@ -80,7 +81,7 @@ def _read_cached(path: Path, num_layers: int) -> LayerScores | None:
 
 def layer_scores_cached(handle: ModelHandle, dataset_name: str,
                         settings: dict[str, Any] | None = None, *,
-                        method: str = "lga") -> LayerScores:
+                        method: str = DEFAULT_METHOD) -> LayerScores:
     """Locate on the data set's proxy set once per (model fingerprint, data set, settings).
 
     ``settings``: the locator's settings plus ``proxy`` (size, default 32) and ``seed`` (of the
@@ -102,9 +103,17 @@ def layer_scores_cached(handle: ModelHandle, dataset_name: str,
 
 
 def golden_layer_cached(handle: ModelHandle, dataset_name: str,
-                        settings: dict[str, Any] | None = None) -> int | None:
-    """The LGA golden layer (``layer_scores_cached``); None where LGA is not applicable."""
-    return layer_scores_cached(handle, dataset_name, settings, method="lga").golden_layer
+                        settings: dict[str, Any] | None = None,
+                        method: str = DEFAULT_METHOD) -> int | None:
+    """The golden layer of ``method`` (``layer_scores_cached``); None where it names none."""
+    return layer_scores_cached(handle, dataset_name, settings, method=method).golden_layer
+
+
+def trial_editor_settings(editor) -> dict[str, Any]:
+    """The staged locate's trial editor: the editor a user edits with, its profile and settings
+    too, so the layer is chosen by the edits that will be made."""
+    profile = {} if editor.profile == "default" else {"profile": editor.profile}
+    return {"editor": editor.name, "editor_overrides": {**profile, **editor.overrides}}
 
 
 # --- checking the chosen layer -------------------------------------------------------------------
