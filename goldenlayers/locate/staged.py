@@ -1,11 +1,12 @@
-"""The staged locate: LGA ranks the layers cheaply, then trial edits decide within a budget.
+"""The staged locate: trial edits decide within a budget, on a shortlist that survives a wrong prior.
 
 LGA alone picks from gradients, and its pick moves with the proxy draw; on Gemma 3 it can land on a
-layer where no edit takes (docs/findings.md). Here LGA only orders a shortlist that also spreads
-over the depth, and trial edits of the proxy requests (each one edited alone at one layer, scored
-and restored: the engine's cells, the same rows a study would write) decide in rounds of
-successive halving (``locate/search.py``). The default strategy, shortlist and budget are the ones
-the replay rule chose (docs/findings.md, "Staged locate").
+layer where no edit takes (docs/findings.md). Here a shortlist of layers (spread over the depth by
+default; LGA's best layers plus a spread with ``strategy="lga-halving"``) is tried with trial edits
+of the proxy requests (each one edited alone at one layer, scored and restored: the engine's cells,
+the same rows a study would write), which decide in rounds of successive halving
+(``locate/search.py``). The default strategy, shortlist and budget are the ones the replay rule
+chose (docs/findings.md, "Staged locate").
 """
 
 from __future__ import annotations
@@ -119,7 +120,8 @@ class TrialSummary:
 
 @register
 class StagedLocator(Locator):
-    """LGA's ranking, then trial edits of the proxy requests on a shortlist, successive halving."""
+    """Trial edits of the proxy requests on a shortlist (layers spread over the depth, or LGA's
+    best layers and a spread), in rounds of successive halving within a budget."""
 
     name = "staged"
     settings_class = StagedSettings
