@@ -364,6 +364,7 @@ def no_model_loads(monkeypatch):
     (["locate", "--method", "lga", "--budget", "3"],
      "--budget is not used by --method lga; it is an option of --method staged"),
     (["locate", "--by", "locality"], "--by must be one of rewrite_accuracy, overall"),
+    (["locate", "-o", "executor=slurm"], "unknown executor 'slurm'"),
     (["locate", "--method", "lga", "--editor", "rome"],
      "--editor is not used by --method lga; it is an option of --method brute-force"),
     (["locate", "--seed", "-5"], "Invalid value for '--seed'"),

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from goldenlayers.editing import get_editor
-from goldenlayers.engine import CellKey, CellRow, CellRunner, run_cells
+from goldenlayers.engine import CellKey, CellRow, CellRunner, check_executor, run_cells
 from goldenlayers.evaluate import bootstrap_interval, paired_comparison
 from goldenlayers.locate.base import (LayerScores, LayerStability, LocateError, Locator,
                                       check_positive, get_locator, register)
@@ -55,6 +55,8 @@ class StagedSettings:
     dataset: str = "requests"  # names the trial cells (CellKey.dataset)
     seed: int = 0  # the order requests are tried in, and every cell's seed
     batch_requests: int = 4  # requests whose values are optimised together
+    executor: str = "local"  # or "ray": trial cells on Ray workers (engine.run_cells)
+    workers: int | None = None  # Ray workers; None: one per core (or GPU)
     top_k: int = 5
 
     def __post_init__(self) -> None:
@@ -64,6 +66,7 @@ class StagedSettings:
         if self.budget is not None:
             check_positive("budget", self.budget, allow_zero=True)
         check_positive("batch_requests", self.batch_requests)
+        check_executor(self.executor)
         self.strategy_for(2)  # validates shortlist and by
 
     def budget_for(self, num_layers: int) -> int:
@@ -197,8 +200,8 @@ class CellTrial:
         cells = [(CellKey(self.handle.name, s.dataset, "proxy", s.editor, layer,
                           self.request_ids[index], s.seed), self.requests[index])
                  for index, layer in todo]
-        rows = run_cells(cells, self.runner, requests_per_batch=s.batch_requests,
-                         label="trial edits (request x layer)")
+        rows = run_cells(cells, self.runner, executor=s.executor, workers=s.workers,
+                         requests_per_batch=s.batch_requests, label="trial edits (request x layer)")
         self.rows.update(zip(todo, rows))
 
     def rows_by_layer(self, order: Sequence[int]) -> dict[int, list[CellRow]]:
