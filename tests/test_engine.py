@@ -86,6 +86,35 @@ def test_grid_golden_layer_regret_and_samplewise_optimum():
     assert comparison.test.n == (3, 3) and comparison.difference.mean == pytest.approx(0.5 / 3)
 
 
+def test_the_regret_to_the_best_layer_re_picks_it_in_each_resample():
+    # layers 0 and 1 tie in expectation (each wins one request); layer 0 is the tie's pick. Of the
+    # bootstrap resamples of the two requests, {r0, r0} and the mixed ones keep layer 0 best
+    # (regret 0, probability 3/4) and {r1, r1} makes layer 1 best by 1.0 (probability 1/4), so the
+    # 95% interval is [0, 1]. Holding layer 0 fixed as the best would read 0 [0, 0].
+    grid = grid_of("hand", "test", "r-rome", _rows([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]))
+    assert grid.golden_layer("rewrite_accuracy") == 0
+    regret = grid.regret("rewrite_accuracy", 0)
+    assert (regret.mean, regret.low, regret.high, regret.n) == (0.0, 0.0, 1.0, 2)
+    assert grid.regret_to_best("rewrite_accuracy", 0) == regret
+    # layer 2 is never better than the best one: regret 0.5, and 1.0 in the resamples {r0, r0}
+    # and {r1, r1}, 0.5 in the mixed ones; its interval is [0.5, 1.0]
+    worst = grid.regret("rewrite_accuracy", 2)
+    assert (worst.mean, worst.low, worst.high) == (0.5, 0.5, 1.0)
+    # an explicit reference is a paired difference of two named layers, with no re-picking
+    assert grid.regret("rewrite_accuracy", 0, reference=0).describe() == "0.000 [0.000, 0.000]"
+    paired = grid.regret("rewrite_accuracy", 1, reference=0)  # differences 1.0 and -1.0
+    assert paired.mean == 0.0 and paired.low == -1.0 and paired.high == 1.0
+
+
+def test_the_regret_to_the_best_layer_follows_the_declared_direction(monkeypatch):
+    grid = grid_of("hand", "test", "r-rome", _rows([[0.0, 1.0, 0.5], [1.0, 1.0, 0.0],
+                                                    [0.0, 0.5, 1.0]]))
+    monkeypatch.setitem(metrics_module.HIGHER_IS_BETTER, "rewrite_accuracy", False)
+    # lower is better: layer 0 (mean 1/3) is best, layer 1 (mean 2.5/3) is worse by 0.5
+    assert grid.regret("rewrite_accuracy", 1).mean == pytest.approx(0.5)
+    assert grid.regret("rewrite_accuracy", 0).low == 0.0
+
+
 def test_two_layers_are_compared_request_by_request_with_worse_positive(monkeypatch):
     from scipy import stats
     matrix = [[0.0, 1.0, 0.5], [1.0, 1.0, 0.0], [0.0, 0.5, 1.0], [0.2, 0.9, 0.4]]

@@ -17,7 +17,7 @@ from goldenlayers.engine.cell import CELL_METRICS, CellRow
 from goldenlayers.engine.ranking import best_layer, oriented, signed
 from goldenlayers.errors import GoldenLayersError
 from goldenlayers.evaluate import (Interval, PairedComparison, bootstrap_interval, higher_is_better,
-                                   paired_comparison)
+                                   paired_comparison, regret_interval)
 
 
 def pick_index(values: Sequence[float] | np.ndarray, metric: str) -> int:
@@ -89,13 +89,24 @@ class Grid:
 
     def regret(self, name: str, layer: int, reference: int | None = None,
                seed: int = 0) -> Interval:
-        """How much worse ``layer`` is than ``reference`` (default: the golden layer), oriented so
-        that positive = worse, as a bootstrap interval over the requests both have."""
-        reference = self.golden_layer(name) if reference is None else reference
+        """How much worse ``layer`` is than ``reference``, oriented so that positive = worse.
+
+        Without ``reference``: against the best layer, re-picked in every bootstrap resample of the
+        requests with every edit made (``regret_to_best``). With one: the paired difference of two
+        named layers, a bootstrap interval over the requests both have."""
+        if reference is None:
+            return self.regret_to_best(name, layer, seed=seed)
         matrix = self.metric(name)
         differences = signed(matrix[:, self.column(reference)] - matrix[:, self.column(layer)],
                              higher_is_better(name))
         return bootstrap_interval(differences[~np.isnan(differences)], seed=seed)
+
+    def regret_to_best(self, name: str, layer: int, seed: int = 0) -> Interval:
+        """The best layer's mean of ``name`` minus ``layer``'s (positive = worse), with a bootstrap
+        interval that re-picks the best layer in each resample: holding the test-best layer fixed
+        would read its selection luck as a measured zero ("0.000 [0.000, 0.000]")."""
+        matrix = signed(self.metric(name, complete=True), higher_is_better(name))
+        return regret_interval(matrix, self.column(layer), seed=seed)
 
     def compare(self, name: str, layer: int, reference: int, seed: int = 0) -> PairedComparison:
         """Paired t-test of ``reference``'s scores minus ``layer``'s over the requests with every

@@ -28,8 +28,8 @@ from goldenlayers.engine import (Grid, LocateRow, ResultsFolder, build_grids, pi
                                  signed, union_grid)
 from goldenlayers.errors import GoldenLayersError
 from goldenlayers.evaluate import (OVERALL, Interval, PairedComparison, TTestResult,
-                                   bootstrap_interval, higher_is_better, overall_score,
-                                   paired_comparison, t_test)
+                                   higher_is_better, overall_score, paired_comparison,
+                                   regret_interval, t_test)
 from goldenlayers.locate.base import LayerScores, study_locators
 from goldenlayers.study.store import read_manifest
 
@@ -274,7 +274,7 @@ def selection_rows(test: Grid, proxy: Grid, locators: dict) -> list[SelectionRow
     paper_overall = overall_score([{m: r[m] for m in metrics} for r in rows], metrics=metrics)
     out = []
     for (name, layer, note), row, score in zip(placed, rows, paper_overall):
-        regret = {m: test.regret(m, layer, test.golden_layer(m)) for m in REGRET_METRICS
+        regret = {m: test.regret(m, layer) for m in REGRET_METRICS
                   if m in test.metrics}
         out.append(SelectionRow(test.dataset, name, layer, row, float(score), regret, note))
     out += [SelectionRow(test.dataset, name, None, {}, math.nan, {}, note)
@@ -348,7 +348,8 @@ def editor_comparison(grid: Grid, main: Grid, metric: str) -> EditorComparison |
         return None
     own = pick_index(this.mean(axis=0), metric)
     main_golden = pick_index(other.mean(axis=0), metric)
-    regret = bootstrap_interval(signed(this[:, own] - this[:, main_golden], higher_is_better(metric)))
+    # the editor's own best layer is re-picked in each resample (regret_interval)
+    regret = regret_interval(signed(this, higher_is_better(metric)), main_golden)
     return EditorComparison(metric, layers, len(this), layers[own], layers[main_golden], regret,
                             paired_comparison(this.mean(axis=1), other.mean(axis=1)))
 

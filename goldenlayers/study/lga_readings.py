@@ -66,10 +66,11 @@ def stored_products(rows: Sequence[LocateRow], dataset: str, split: str) -> list
 
 
 def regret_of(test: Grid, layer: int, metric: str) -> Interval:
-    """Test regret of ``layer`` against the test golden layer of ``metric``."""
+    """Test regret of ``layer`` against the test-best layer of ``metric``, re-picked in each
+    bootstrap resample."""
     if layer not in test.layers:
         return Interval(float("nan"), float("nan"), float("nan"), 0)
-    return test.regret(metric, layer, test.golden_layer(metric))
+    return test.regret_to_best(metric, layer)
 
 
 def reading_regrets(pair: Pair, test: Grid, products: Sequence[GradientProducts],
@@ -134,13 +135,11 @@ def proxy_size_curve(pair: Pair, test: Grid, proxy: Sequence[GradientProducts],
 
 def _draws_point(pair: Pair, test: Grid, both: GradientProducts, reading: LGAReading, size: int,
                  rows_of_each: Sequence[Sequence[int]], seed: int) -> ProxySizePoint:
-    layers, regrets = Counter(), []
-    for rows in rows_of_each:
-        layer = reading_layer(_rows(both, rows), reading)
-        layers[layer] += 1
-        regrets.append(regret_of(test, layer, "rewrite_accuracy").mean)
-    return ProxySizePoint(pair, reading.name, size, len(rows_of_each), dict(sorted(layers.items())),
-                          bootstrap_interval(regrets, seed=seed))
+    picks = [reading_layer(_rows(both, rows), reading) for rows in rows_of_each]
+    # a draw's regret is its layer's point regret: computed once per layer, not once per draw
+    regret_at = {layer: regret_of(test, layer, "rewrite_accuracy").mean for layer in set(picks)}
+    return ProxySizePoint(pair, reading.name, size, len(picks), dict(sorted(Counter(picks).items())),
+                          bootstrap_interval([regret_at[layer] for layer in picks], seed=seed))
 
 
 def _proxy_and_pool(proxy: Sequence[GradientProducts], pool: Sequence[GradientProducts],
