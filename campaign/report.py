@@ -12,9 +12,9 @@ import argparse
 from dataclasses import dataclass
 from pathlib import Path
 
-from campaign.rules import (DEFAULT_HISTORY, PREREGISTERED_READING, RULE_5B_WRITTEN_AFTER,
-                            DefaultChoice, HeldOutChoice, RulesCompared, default_choice, held_out,
-                            out_of_sample, rules_compared)
+from campaign.rules import (DEFAULT_HISTORY, PREREGISTERED_READING, RULE_5B_DRAWS,
+                            RULE_5B_WRITTEN_AFTER, DefaultChoice, HeldOutChoice, RulesCompared,
+                            default_choice, held_out, out_of_sample, rules_compared)
 from goldenlayers.errors import GoldenLayersError
 from goldenlayers.evaluate import OVERALL
 from goldenlayers.files.outputs import write_output_text
@@ -23,7 +23,7 @@ from goldenlayers.report import study_folders, write_reports
 from goldenlayers.report.render import markdown_table
 from goldenlayers.report.tables import MIN_TEST_REQUESTS, Table, fmt, fmt_interval, fmt_p
 from goldenlayers.study.analysis import PRIMARY, StudyResults, load_results
-from goldenlayers.study.lga_readings import (Pair, ProxySizePoint, ReadingRegret,
+from goldenlayers.study.lga_readings import (PROXY_DRAWS, Pair, ProxySizePoint, ReadingRegret,
                                              proxy_size_curve, reading_regrets, resampled_regrets,
                                              stored_products)
 
@@ -77,7 +77,7 @@ def load_campaign(root: str | Path, min_test_requests: int = MIN_TEST_REQUESTS) 
                 pool = stored_products(rows, dataset, "pool")
                 for reading in CURVE_READINGS:
                     curve += proxy_size_curve(pair, test, products, pool, reading)
-                resampled = resampled_regrets(pair, test, products, pool)
+                resampled = resampled_regrets(pair, test, products, pool, draws=RULE_5B_DRAWS)
             pairs.append(PairResult(pair, results, complete, readings, curve, resampled, measured))
     complete = complete_readings(pairs)
     resampled = complete_resampled(pairs)
@@ -131,7 +131,7 @@ def pair_table(campaign: Campaign) -> Table:
                  f"{PREREGISTERED_READING.name} (out of sample on every pair; locate's default now is "
                  f"{DEFAULT_READING.name}, see rule 5). Regret = the test golden "
                  "layer's mean minus the selected layer's, bootstrap 95% interval over test "
-                 "requests. 'in progress': not every planned request has every layer yet. "
+                 "requests with the best layer re-picked in each resample. 'in progress': not every planned request has every layer yet. "
                  f"'not measured': fewer than {campaign.min_test_requests} test requests have every "
                  "layer.")
 
@@ -225,8 +225,9 @@ def rule_five_b_table(campaign: Campaign) -> Table:
     return Table("Rules 5 and 5b: the reading each chooses on every complete pair",
                  ("rule", "reading", "chosen on", "mean regret RwA, own proxy sets",
                   "mean regret RwA, resampled proxy sets"), rows,
-                 "Resampled: the mean over 20 seeded draws of 20 requests from each pair's proxy + "
-                 "pool requests (the proxy-size curve's draws); both columns are means of point "
+                 f"Resampled: the mean over {RULE_5B_DRAWS} seeded draws of 20 requests from each "
+                 "pair's proxy + pool requests, as rule 5b was written and judged (the figures "
+                 f"elsewhere use {PROXY_DRAWS:,} draws); both columns are means of point "
                  "estimates over the pairs, in-sample for both rules. Rule 5 sets locate's default; "
                  "rule 5b is judged in the next table." + ("" if rows else " Needs three complete "
                                                            "pairs."))

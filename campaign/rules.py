@@ -53,6 +53,9 @@ DEFAULT_HISTORY = (
                     "smollm2-135m x wikicounterfact", "smollm2-135m x wikirecent",
                     "smollm2-135m x zsre"), "2026-12-02, five complete pairs"),
 )
+# Rule 5b's measure as it was written and judged: the mean over the first proxy-size curve's 20
+# draws. Figures use 1,000 draws (lga_readings.PROXY_DRAWS); a rule fixed beforehand keeps its own.
+RULE_5B_DRAWS = 20
 # Rule 5b of docs/findings.md was written when these pairs were complete; it is judged on the others.
 RULE_5B_WRITTEN_AFTER = ("gemma3-270m x counterfact", "smollm2-135m x counterfact",
                          "smollm2-135m x wikicounterfact", "smollm2-135m x wikirecent",

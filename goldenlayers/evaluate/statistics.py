@@ -139,8 +139,10 @@ def regret_interval(matrix: np.ndarray | Sequence[Sequence[float]], column: int,
     resampled = array[draws].mean(axis=1)  # (resamples, layers)
     regrets = resampled.max(axis=1) - resampled[:, column]
     tail = (1 - confidence) / 2
-    low, high = np.quantile(regrets, [tail, 1 - tail])
-    return Interval(point, float(low), float(high), len(array), confidence)
+    # rounded like t_test's samples: 1.0 - 0.98 is 0.02, not 0.020000000000000018 (a threshold
+    # of 0.02 would read the difference of two means differently from the mean of differences)
+    point, low, high = np.round([point, *np.quantile(regrets, [tail, 1 - tail])], DECIMALS)
+    return Interval(float(point), float(low), float(high), len(array), confidence)
 
 
 def minimum_detectable_difference(n: int, sd: float, alpha: float = 0.05,

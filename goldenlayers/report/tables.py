@@ -98,7 +98,8 @@ def proxy_vs_test_tables(results: StudyResults) -> list[Table]:
                             ("data set", "proxy layer", "score", "test golden layer", "score",
                              "regret [95% CI]", "n"),
                             rows, "regret: how much better the test-selected layer scores on the "
-                                  "test set, bootstrap 95% interval over the n requests (0 when "
+                                  "test set, bootstrap 95% interval over the n requests with the "
+                                  "best layer re-picked in each resample (so it can exceed 0 when "
                                   "the layers coincide)."))
     return tables
 
@@ -143,7 +144,7 @@ def selection_table(results: StudyResults) -> Table:
                  "layer by rewrite accuracy on the proxy / test set (the latter is the oracle). OV: "
                  "the mean per-edit Overall; OV (min-max): the paper's, over the rows of each data "
                  "set. Regret: the test golden layer's mean minus this layer's, bootstrap 95% "
-                 "interval over test requests. A selector with no layer is not applicable (note). "
+                 "interval over test requests, the best layer re-picked in each resample. A selector with no layer is not applicable (note). "
                  "LGA's note names the reading its stored run used: the default when it ran.")
 
 
@@ -158,7 +159,7 @@ def agreement_table(results: StudyResults) -> Table:
                  ("data set", "method", "layer", "test RwA", "golden RwA", "regret [95% CI]", "rank",
                   "Spearman vs test BF", "Spearman vs proxy BF", "notes"), rows,
                  "regret = golden RwA − RwA at the method's layer (bootstrap 95% interval over test "
-                 "requests); rank among the test layers; Spearman over the layers, scores oriented "
+                 "requests, the best layer re-picked in each resample); rank among the test layers; Spearman over the layers, scores oriented "
                  "so that higher = chosen.")
 
 
@@ -184,7 +185,8 @@ def editor_comparison_table(results: StudyResults) -> Table:
                   f"editor's regret at {results.editor}'s golden [95% CI]",
                   f"editor − {results.editor}, mean over the layers [95% CI], paired p, detectable "
                   "(80% power)"), rows,
-                 "Golden layers here are picked among the shared layers only. The regret says what "
+                 "Golden layers here are picked among the shared layers only (the editor's re-picked "
+                 "in each resample of the regret's interval). The regret says what "
                  f"editing at {results.editor}'s golden layer costs the other editor; the paired "
                  "comparison, whether the two editors' scores differ on average over the layers.")
 

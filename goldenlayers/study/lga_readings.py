@@ -25,6 +25,7 @@ PRODUCTS = "lga-products"  # the method name of the locate rows that hold LGA's 
 REGRET_METRICS = ("rewrite_accuracy", OVERALL)
 PROXY_SIZES = (5, 10, 20, 50)
 RESAMPLED_SIZE = 20  # resampled proxy sets of this many requests, as many as the campaign's proxy set
+PROXY_DRAWS = 1000  # draws per proxy size: 20 understated the spread of the picks (issue 28)
 
 
 @dataclass(frozen=True, order=True)
@@ -76,22 +77,23 @@ def regret_of(test: Grid, layer: int, metric: str) -> Interval:
 def reading_regrets(pair: Pair, test: Grid, products: Sequence[GradientProducts],
                     readings: Sequence[LGAReading] | None = None) -> list[ReadingRegret]:
     """Every reading's layer (from the proxy products) and its test regret, in reading order."""
-    out = []
+    out, regret_at = [], {}  # many readings pick the same layer: bootstrap each layer once
     available = {(p.weights, p.old_answer) for p in products}
     for reading in readings or all_readings():
         if (reading.weights, reading.old_answer) not in available:
             continue  # no request had an old answer of this kind (the locate row's notes say so)
         layer = reading_layer(products_for(products, reading), reading)
-        out.append(ReadingRegret(pair, reading.name, layer,
-                                 {m: regret_of(test, layer, m) for m in REGRET_METRICS
-                                  if m in test.metrics}))
+        if layer not in regret_at:
+            regret_at[layer] = {m: regret_of(test, layer, m) for m in REGRET_METRICS
+                                if m in test.metrics}
+        out.append(ReadingRegret(pair, reading.name, layer, dict(regret_at[layer])))
     return out
 
 
 def resampled_regrets(pair: Pair, test: Grid, proxy: Sequence[GradientProducts],
                       pool: Sequence[GradientProducts], readings: Sequence[LGAReading] | None = None,
-                      size: int = RESAMPLED_SIZE) -> list[ReadingRegret]:
-    """Each reading's mean rewrite-accuracy regret over the proxy-size curve's
+                      size: int = RESAMPLED_SIZE, draws: int = PROXY_DRAWS) -> list[ReadingRegret]:
+    """Each reading's mean rewrite-accuracy regret over the proxy-size curve's ``draws``
     draws of ``size`` requests (the same draws, so readings are compared on the same sets where
     they share products); ``layer`` is the one picked most often. Empty when the proxy and pool
     requests are fewer than ``size``."""
@@ -102,7 +104,7 @@ def resampled_regrets(pair: Pair, test: Grid, proxy: Sequence[GradientProducts],
         if (reading.weights, reading.old_answer) not in available:
             continue
         both = _proxy_and_pool(proxy, pool, reading)
-        rows_of_each = proxy_draws(pair, both.num_requests, sizes).get(size)
+        rows_of_each = proxy_draws(pair, both.num_requests, sizes, draws).get(size)
         if rows_of_each is None:
             continue
         point = _draws_point(pair, test, both, reading, size, rows_of_each, seed=0)
@@ -112,7 +114,7 @@ def resampled_regrets(pair: Pair, test: Grid, proxy: Sequence[GradientProducts],
 
 
 def proxy_draws(pair: Pair, num_requests: int, sizes: Sequence[int] = PROXY_SIZES,
-                resamples: int = 20, seed: int = 0) -> dict[int, list[list[int]]]:
+                resamples: int = PROXY_DRAWS, seed: int = 0) -> dict[int, list[list[int]]]:
     """The proxy-size curve's draws: for each size up to ``num_requests``, ``resamples`` sorted
     row sets drawn without replacement, seeded by the pair, sizes in order (so a size's draws
     depend on the sizes before it, never on the reading)."""
@@ -123,7 +125,7 @@ def proxy_draws(pair: Pair, num_requests: int, sizes: Sequence[int] = PROXY_SIZE
 
 def proxy_size_curve(pair: Pair, test: Grid, proxy: Sequence[GradientProducts],
                      pool: Sequence[GradientProducts], reading: LGAReading = DEFAULT_READING,
-                     sizes: Sequence[int] = PROXY_SIZES, resamples: int = 20,
+                     sizes: Sequence[int] = PROXY_SIZES, resamples: int = PROXY_DRAWS,
                      seed: int = 0) -> list[ProxySizePoint]:
     """The reading's layer on ``size`` requests drawn (seeded, without replacement) from the proxy
     and pool products together, ``resamples`` times per size, and the regret of each draw."""
