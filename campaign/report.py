@@ -131,7 +131,8 @@ def pair_table(campaign: Campaign) -> Table:
                  f"{PREREGISTERED_READING.name} (out of sample on every pair; locate's default now is "
                  f"{DEFAULT_READING.name}, see rule 5). Regret = the test golden "
                  "layer's mean minus the selected layer's, bootstrap 95% interval over test "
-                 "requests with the best layer re-picked in each resample. 'in progress': not every planned request has every layer yet. "
+                 "requests with the best layer re-picked in each resample. 'in progress': not every "
+                 "planned request has every layer yet. "
                  f"'not measured': fewer than {campaign.min_test_requests} test requests have every "
                  "layer.")
 

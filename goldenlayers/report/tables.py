@@ -144,7 +144,8 @@ def selection_table(results: StudyResults) -> Table:
                  "layer by rewrite accuracy on the proxy / test set (the latter is the oracle). OV: "
                  "the mean per-edit Overall; OV (min-max): the paper's, over the rows of each data "
                  "set. Regret: the test golden layer's mean minus this layer's, bootstrap 95% "
-                 "interval over test requests, the best layer re-picked in each resample. A selector with no layer is not applicable (note). "
+                 "interval over test requests, the best layer re-picked in each resample. A "
+                 "selector with no layer is not applicable (note). "
                  "LGA's note names the reading its stored run used: the default when it ran.")
 
 
@@ -159,8 +160,8 @@ def agreement_table(results: StudyResults) -> Table:
                  ("data set", "method", "layer", "test RwA", "golden RwA", "regret [95% CI]", "rank",
                   "Spearman vs test BF", "Spearman vs proxy BF", "notes"), rows,
                  "regret = golden RwA − RwA at the method's layer (bootstrap 95% interval over test "
-                 "requests, the best layer re-picked in each resample); rank among the test layers; Spearman over the layers, scores oriented "
-                 "so that higher = chosen.")
+                 "requests, the best layer re-picked in each resample); rank among the test "
+                 "layers; Spearman over the layers, scores oriented so that higher = chosen.")
 
 
 def editor_table(results: StudyResults) -> Table:

@@ -274,8 +274,7 @@ def selection_rows(test: Grid, proxy: Grid, locators: dict) -> list[SelectionRow
     paper_overall = overall_score([{m: r[m] for m in metrics} for r in rows], metrics=metrics)
     out = []
     for (name, layer, note), row, score in zip(placed, rows, paper_overall):
-        regret = {m: test.regret(m, layer) for m in REGRET_METRICS
-                  if m in test.metrics}
+        regret = {m: test.regret(m, layer) for m in REGRET_METRICS if m in test.metrics}
         out.append(SelectionRow(test.dataset, name, layer, row, float(score), regret, note))
     out += [SelectionRow(test.dataset, name, None, {}, math.nan, {}, note)
             for name, layer, note in chosen if layer is None]
