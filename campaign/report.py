@@ -287,11 +287,15 @@ def runtime_table(campaign: Campaign) -> Table:
 
 
 def write_campaign_report(root: str | Path, out_dir: str | Path,
-                          min_test_requests: int = MIN_TEST_REQUESTS) -> Path:
+                          min_test_requests: int = MIN_TEST_REQUESTS,
+                          overwrite: bool = False) -> Path:
+    """campaign.md and a report per study folder; the per-model reports follow the output rule
+    (``overwrite``: replace report files goldenlayers did not write, e.g. committed ones in a
+    fresh clone, whose ownership records are not committed)."""
     campaign = load_campaign(root, min_test_requests)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    write_reports(root, out, min_test_requests)
+    write_reports(root, out, min_test_requests, overwrite)
     tables = [pair_table(campaign), held_out_table(campaign), default_table(campaign),
               out_of_sample_table(campaign), rule_five_b_table(campaign),
               rules_compared_table(campaign), *readings_table(campaign),
@@ -317,10 +321,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", help="where to write (default: ROOT)")
     parser.add_argument("--min-test-requests", type=int, default=MIN_TEST_REQUESTS,
                         help="a pair with fewer test requests at every layer is 'not measured'")
+    parser.add_argument("--overwrite", action="store_true", help="replace report files that "
+                        "goldenlayers did not write (the committed docs/findings in a fresh clone)")
     args = parser.parse_args(argv)
     if not study_folders(args.root):
         raise SystemExit(f"{args.root} holds no study folder (no */study.json)")
-    print(f"wrote {write_campaign_report(args.root, args.out or args.root, args.min_test_requests)}")
+    path = write_campaign_report(args.root, args.out or args.root, args.min_test_requests,
+                                 args.overwrite)
+    print(f"wrote {path}")
 
 
 if __name__ == "__main__":
