@@ -48,6 +48,7 @@ def test_a_budget_of_zero_is_lga_alone(tiny_llama):
     staged = get_locator("staged", budget=0).locate(tiny_llama, requests)
     lga = get_locator("lga").locate(tiny_llama, requests)
     assert staged.trials.edits == 0 and staged.golden_layer == lga.golden_layer
+    assert np.array_equal(staged.scores, lga.scores, equal_nan=True) and staged.method == "staged"
 
 
 def test_the_default_budget_grows_with_the_model():
@@ -71,3 +72,19 @@ def test_locate_runs_the_staged_default_and_prints_the_budget_and_the_trials(tmp
 
 def json_option() -> str:
     return "editor_overrides=" + json.dumps(FAST_EDITS)
+
+
+def test_the_table_leads_with_the_pick_and_counts_the_layers_not_tried(tiny_llama):
+    from rich.console import Console
+
+    from goldenlayers.app.render import layer_table
+
+    requests = load_dataset("counterfact").requests[:4]
+    scores = get_locator("staged", budget=4, shortlist=2, editor_overrides=FAST_EDITS).locate(
+        tiny_llama, requests)
+    console = Console(width=120, record=True)
+    console.print(layer_table(scores))
+    text = console.export_text()
+    rows = [line for line in text.splitlines() if line.startswith("│")]
+    assert len(rows) == 2 and rows[0].split("│")[2].strip() == str(scores.golden_layer)
+    assert "2 layers not tried" in text and "trial rewrite accuracy" in text

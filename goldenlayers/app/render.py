@@ -41,7 +41,12 @@ def layer_table(scores: LayerScores, title: str | None = None) -> Table:
         for note in scores.notes:
             table.add_row(note)
         return table
-    kept = scores.ranking()
+    # the locator's pick leads even where another layer's score is higher (a staged trial mean
+    # over fewer requests); layers without a score (not tried) are counted below the table
+    ranked = scores.ranking()
+    kept = [layer for layer in dict.fromkeys([scores.golden_layer, *ranked])
+            if layer == scores.golden_layer or math.isfinite(scores.scores[layer])]
+    untried = [layer for layer in ranked if layer not in kept]
     excluded = sorted(scores.excluded, key=lambda layer: -abs(_finite(scores.scores[layer])))
     goodness = oriented(scores.scores, scores.higher_is_better)  # higher = better, NaN worst
     finite = [goodness[layer] for layer in kept if math.isfinite(goodness[layer])]
@@ -51,6 +56,10 @@ def layer_table(scores: LayerScores, title: str | None = None) -> Table:
     # LGA's rank and vote readings score layers by mean rank (lowest best) or votes.
     score_name = {"mean-rank": "mean rank", "votes": "votes"}.get(
         scores.settings.get("combine", "sum"), "score")
+    if scores.trials:
+        score_name = f"trial {METRIC_NAMES[scores.trials.by]}"
+    if untried:
+        table.caption = f"{len(untried)} layers not tried: {', '.join(map(str, sorted(untried)))}"
     for column, justify in (("rank", "right"), ("layer", "right"), (score_name, "right"),
                             ("", "left"), ("", "left")):
         table.add_column(column, justify=justify)

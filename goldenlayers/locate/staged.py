@@ -158,6 +158,10 @@ class StagedLocator(Locator):
         """Per layer: the trial mean of ``by`` where trials were made (NaN elsewhere); the pick is
         the search's, then the other layers tried by their means, then LGA's order for the rest;
         the stability line resamples the requests the last round's layers were all tried on."""
+        if lga is not None and not summary.layers:  # a budget of 0: LGA alone, its scores
+            return dataclasses.replace(lga, method=self.name, settings=self.settings_dict(),
+                                       trials=summary, notes=[f"0 trial edits ({summary.strategy})",
+                                                              *lga.notes])
         column = TRIAL_METRICS.index(summary.by)
         scores = [float("nan")] * handle.num_layers
         for tried in summary.layers:
