@@ -48,13 +48,16 @@ def plot_replay(outcomes: Sequence[Outcome], metric: str, path: str | Path,
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    shortlist = next((o.strategy.shortlist for o in outcomes if o.strategy.label == highlight), 6)
+    # the highlighted configuration on every panel (its budget in edits differs with the depth)
+    chosen = next((o.strategy for o in outcomes if o.strategy.label == highlight), None)
+    shortlist = chosen.shortlist if chosen else 6
+    bold = (chosen.name, chosen.by) if chosen else None
     pairs = list(dict.fromkeys(o.pair for o in outcomes))
     columns = min(4, len(pairs))
     rows = math.ceil(len(pairs) / columns)
     figure, axes = plt.subplots(rows, columns, figsize=(4.2 * columns, 3.4 * rows), squeeze=False)
     for axis, pair in zip(axes.flat, pairs):
-        _panel(axis, [o for o in outcomes if o.pair == pair], metric, highlight, shortlist)
+        _panel(axis, [o for o in outcomes if o.pair == pair], metric, bold, shortlist)
         axis.set_title(pair, fontsize=9)
     for axis in list(axes.flat)[len(pairs):]:
         axis.axis("off")
@@ -69,7 +72,7 @@ def plot_replay(outcomes: Sequence[Outcome], metric: str, path: str | Path,
     return Path(path)
 
 
-def _panel(axis, outcomes: Sequence[Outcome], metric: str, highlight: str | None,
+def _panel(axis, outcomes: Sequence[Outcome], metric: str, highlight: tuple[str, str] | None,
            shortlist: int) -> None:
     curves: dict[tuple[str, str], list[Outcome]] = {}
     for outcome in outcomes:
@@ -78,7 +81,7 @@ def _panel(axis, outcomes: Sequence[Outcome], metric: str, highlight: str | None
             curves.setdefault((s.name, s.by), []).append(outcome)
     for (name, by), group in curves.items():
         group = sorted(group, key=lambda o: o.mean_edits)
-        bold = any(o.strategy.label == highlight for o in group)
+        bold = (name, by) == highlight
         axis.plot([o.mean_edits for o in group], [o.mean(metric) for o in group],
                   color=STYLE[name], linestyle="-" if by == "rewrite_accuracy" else "--",
                   marker="o" if bold else ".", linewidth=2.5 if bold else 1.0,
