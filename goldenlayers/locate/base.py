@@ -22,7 +22,7 @@ from typing import Any, ClassVar
 
 from goldenlayers.engine.ranking import direction_name, parse_direction, rank_layers
 from goldenlayers.errors import GoldenLayersError
-from goldenlayers.options import check_known_keys
+from goldenlayers.options import check_known_keys, parse_assignments
 
 
 class LocateError(GoldenLayersError):
@@ -134,15 +134,10 @@ def typed_options(settings_class: type, assignments: Sequence[str]) -> dict[str,
     types: "none" for an optional value, JSON for a dict or list; an unknown key names the valid
     ones."""
     hints = typing.get_type_hints(settings_class)
-    values = {}
-    for item in assignments:
-        key, sep, text = (part.strip() for part in item.partition("="))
-        if not sep or not key:
-            raise LocateError(f"a locator option is key=value, not {item!r}")
-        if key not in hints:
-            build_settings(settings_class, {key: text})  # raises, naming the valid settings
-        values[key] = _typed(key, text, hints[key])
-    return values
+    given = parse_assignments(assignments, "locator option", LocateError)
+    check_known_keys(given, option_names(settings_class), f"{settings_class.__name__} setting",
+                     LocateError)
+    return {key: _typed(key, text, hints[key]) for key, text in given.items()}
 
 
 def _typed(key: str, text: str, annotation: Any) -> Any:
