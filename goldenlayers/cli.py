@@ -21,7 +21,8 @@ except ImportError:  # pragma: no cover
     from click import exceptions as click_errors
 
 app = typer.Typer(help="Find the golden layer for knowledge editing, edit there, and study it.",
-                  no_args_is_help=True, pretty_exceptions_enable=False)
+                  no_args_is_help=True, pretty_exceptions_enable=False,
+                  rich_markup_mode="markdown")  # paragraphs reflowed to the terminal
 console = Console()
 DEBUG_ENV = "GOLDENLAYERS_DEBUG"  # set (to anything but 0): tracebacks instead of one-line errors
 DTYPES = ("float32", "bfloat16", "float16")

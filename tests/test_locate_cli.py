@@ -184,3 +184,10 @@ def test_verify_runs_narrow_requests_together_and_returns_rows_in_the_callers_or
     rows = verify_at_layer(tiny_llama, requests, layer=1)
     assert ran == [["n1", "n2", "n3", "w1"], ["w2"]]  # batches of 4, narrowest first
     assert [row.key.case_id for row in rows] == ["w1", "n1", "w2", "n2", "n3"]
+
+
+def test_help_reflows_a_commands_paragraphs_to_the_terminal_width():
+    # the docstring is wrapped at 100 columns in the source; its sentences must not break there
+    result = runner.invoke(app, ["locate", "--help"], env={"COLUMNS": "200", "TERMINAL_WIDTH": "200"})
+    assert result.exit_code == 0, result.output
+    assert "6 layers spread over the depth, halved in rounds" in result.output
