@@ -43,6 +43,18 @@ def test_staged_locate_spends_at_most_its_budget_on_real_cells(tiny_llama):
     assert again.trials == trials and again.stability == scores.stability
 
 
+def test_batching_the_trial_requests_changes_neither_the_pick_nor_the_trial_means(tiny_llama):
+    requests = load_dataset("counterfact").requests[:6]
+    found = {size: get_locator("staged", budget=12, shortlist=4, batch_requests=size,
+                               editor_overrides=FAST_EDITS).locate(tiny_llama, requests).trials
+             for size in (1, 8)}
+    assert max(t.edits for t in found[8].layers) >= 2  # a round edited a layer on several requests
+    assert found[1].layer == found[8].layer and found[1].edits == found[8].edits
+    for one, batched in zip(found[1].layers, found[8].layers):
+        assert one.layer == batched.layer
+        assert one.means == pytest.approx(batched.means, abs=1e-6)
+
+
 def test_a_budget_of_zero_is_lga_alone(tiny_llama):
     requests = load_dataset("counterfact").requests[:4]
     staged = get_locator("staged", budget=0).locate(tiny_llama, requests)

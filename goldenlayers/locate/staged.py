@@ -54,7 +54,11 @@ class StagedSettings:
     lga: dict[str, Any] = field(default_factory=dict)  # LGA's settings (its reading, stability)
     dataset: str = "requests"  # names the trial cells (CellKey.dataset)
     seed: int = 0  # the order requests are tried in, and every cell's seed
-    batch_requests: int = 4  # requests whose values are optimised together
+    # requests whose values are optimised together: a round's new requests at a layer in one
+    # batch keep a second thread busier (on 2 cores the main command's locate took 282-305 s
+    # with 8 against 313-335 s with 4, 3 runs each, the same pick and trial means:
+    # benchmarks/staged_batches.py); on a GPU with a large model, lower it if memory runs out
+    batch_requests: int = 8
     executor: str = "local"  # or "ray": trial cells on Ray workers (engine.run_cells)
     workers: int | None = None  # Ray workers; None: one per core (or GPU)
     top_k: int = 5
